@@ -1,0 +1,403 @@
+//! Turning a BootConfig into something that can be resolved and rendered many times: its
+//! selector compiled, its templates parsed and tried on a sample node, its Secret resolved.
+//! A BootConfig that stops compiling keeps being served at its last good version.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use minijinja::{Environment, ErrorKind};
+
+use crate::crd::{BootConfig, BootConfigSpec, MetaData, validate_boot_config};
+use crate::labels::Labels;
+use crate::mac::Mac;
+use crate::render::cloud_init::{check_cloud_config, merge_meta};
+use crate::render::RenderError;
+use crate::render::params::check_one_line;
+use crate::render::template::{
+    self, BootView, NETWORK_CONFIG, NodeView, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA,
+};
+use crate::secrets::Secrets;
+use crate::selector::Selector;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("{0}")]
+    Spec(#[from] crate::crd::SpecError),
+    #[error(transparent)]
+    Selector(#[from] crate::selector::SelectorError),
+    #[error("cloudInit.userDataSecretRef: {0}")]
+    Secret(#[from] crate::secrets::SecretError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
+/// A BootConfig ready to use. Immutable; shared by every snapshot that serves it.
+pub struct CompiledBootConfig {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub priority: i32,
+    pub selector: Selector,
+    pub kernel: String,
+    pub initrd: Option<String>,
+    pub auto_params: bool,
+    pub meta_data: MetaData,
+    /// user-data from a Secret, served verbatim: never a template, so no template error message
+    /// can ever quote secret material.
+    pub secret_user_data: Option<String>,
+    has_params: bool,
+    has_script: bool,
+    has_user_data: bool,
+    has_vendor_data: bool,
+    has_network_config: bool,
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for CompiledBootConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledBootConfig")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("generation", &self.generation)
+            .field("priority", &self.priority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledBootConfig {
+    pub fn compile(
+        namespace: &str,
+        name: &str,
+        generation: Option<i64>,
+        spec: &BootConfigSpec,
+        secrets: &Secrets,
+    ) -> Result<CompiledBootConfig, CompileError> {
+        validate_boot_config(spec)?;
+        let selector = Selector::compile(spec.node_selector.as_ref())?;
+        let ci = spec.cloud_init.clone().unwrap_or_default();
+        let secret_user_data = match &ci.user_data_secret_ref {
+            Some(r) => Some(secrets.get_text(namespace, &r.name, &r.key)?.to_owned()),
+            None => None,
+        };
+        let mut env = template::new_environment();
+        let mut add = |tname: &'static str, source: Option<&String>| -> Result<bool, CompileError> {
+            match source {
+                Some(src) if !src.is_empty() => {
+                    env.add_template_owned(tname, src.clone())
+                        .map_err(|e| RenderError::Template {
+                            template: tname,
+                            message: describe(&e),
+                        })?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        };
+        let has_params = add(PARAMS, Some(&spec.params))?;
+        let has_script = add(SCRIPT, Some(&spec.script))?;
+        let has_user_data = add(USER_DATA, ci.user_data.as_ref())?;
+        let has_vendor_data = add(VENDOR_DATA, ci.vendor_data.as_ref())?;
+        let has_network_config = add(NETWORK_CONFIG, ci.network_config.as_ref())?;
+        let compiled = CompiledBootConfig {
+            namespace: namespace.into(),
+            name: name.into(),
+            generation,
+            priority: spec.priority,
+            selector,
+            kernel: spec.kernel.clone(),
+            initrd: spec.initrd.clone(),
+            auto_params: spec.auto_params,
+            meta_data: ci.meta_data,
+            secret_user_data,
+            has_params,
+            has_script,
+            has_user_data,
+            has_vendor_data,
+            has_network_config,
+            env,
+        };
+        compiled.try_on_sample_node()?;
+        Ok(compiled)
+    }
+
+    pub fn has(&self, template: &str) -> bool {
+        match template {
+            PARAMS => self.has_params,
+            SCRIPT => self.has_script,
+            USER_DATA => self.has_user_data,
+            VENDOR_DATA => self.has_vendor_data,
+            NETWORK_CONFIG => self.has_network_config,
+            _ => false,
+        }
+    }
+
+    /// Renders one of this BootConfig's templates; `Ok(None)` when it has none by that name.
+    pub fn render(
+        &self,
+        template: &'static str,
+        vars: &minijinja::Value,
+    ) -> Result<Option<String>, RenderError> {
+        if !self.has(template) {
+            return Ok(None);
+        }
+        let tmpl = self
+            .env
+            .get_template(template)
+            .map_err(|e| RenderError::Template {
+                template,
+                message: describe(&e),
+            })?;
+        tmpl.render(vars)
+            .map(Some)
+            .map_err(|e| RenderError::Template {
+                template,
+                message: describe(&e),
+            })
+    }
+
+    /// Renders every template against a made-up node, as OpenCHAMI's metadata service does at
+    /// create time, so that broken filters, iPXE-unsafe output and cloud-config that is not
+    /// YAML are refused now rather than at boot. Undefined variables are let through here: the
+    /// sample node cannot know the site's meta-data keys; they fail per node, visibly.
+    fn try_on_sample_node(&self) -> Result<(), RenderError> {
+        let macs = [Mac::new([0x02, 0, 0, 0, 0, 0x01])];
+        let labels = Labels::new();
+        let meta = merge_meta(&[Some(&self.meta_data)], "x0c0s0b0n0", "nid000001");
+        let node = NodeView {
+            name: "x0c0s0b0n0",
+            hostname: "nid000001",
+            nid: Some(1),
+            ip: None,
+            mac: Some(macs[0]),
+            macs: &macs,
+            arch: None,
+            group: "sample",
+            namespace: &self.namespace,
+            labels: &labels,
+            meta: &meta,
+        };
+        let mut boot = BootView {
+            config: &self.name,
+            kernel: &self.kernel,
+            initrd: self.initrd.as_deref(),
+            params: None,
+            server_url: "http://nodeboot.invalid:8080",
+        };
+        let tolerate_undefined = |r: Result<Option<String>, RenderError>| match r {
+            Err(RenderError::Template { message, .. }) if message.starts_with(UNDEFINED_PREFIX) => {
+                Ok(None)
+            }
+            other => other,
+        };
+        let params = tolerate_undefined(self.render(PARAMS, &template::variables(&node, &boot)))?;
+        if let Some(p) = &params {
+            check_one_line(p)?;
+        }
+        boot.params = params.as_deref().or(Some(""));
+        let vars = template::variables(&node, &boot);
+        tolerate_undefined(self.render(SCRIPT, &vars))?;
+        for tname in [USER_DATA, VENDOR_DATA] {
+            if let Some(doc) = tolerate_undefined(self.render(tname, &vars))? {
+                check_cloud_config(&doc).map_err(|message| RenderError::Template {
+                    template: tname,
+                    message,
+                })?;
+            }
+        }
+        if let Some(doc) = tolerate_undefined(self.render(NETWORK_CONFIG, &vars))?
+        {
+            serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&doc).map_err(|e| {
+                RenderError::Template {
+                    template: NETWORK_CONFIG,
+                    message: format!("not valid YAML: {e}"),
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+const UNDEFINED_PREFIX: &str = "undefined value";
+
+/// One line saying what is wrong and where, without the debug dump of the template source.
+fn describe(e: &minijinja::Error) -> String {
+    let what = match e.kind() {
+        ErrorKind::UndefinedError => UNDEFINED_PREFIX.to_string(),
+        _ => e.kind().to_string(),
+    };
+    let mut msg = match e.detail() {
+        Some(detail) => format!("{what}: {detail}"),
+        None => what,
+    };
+    if let Some(line) = e.line() {
+        msg.push_str(&format!(" (line {line})"));
+    }
+    msg
+}
+
+/// Where a BootConfig stands after a compile pass.
+#[derive(Debug, Clone)]
+pub struct ConfigState {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    /// The version that is served: this generation, the last good one, or none.
+    pub served: Option<Arc<CompiledBootConfig>>,
+    pub error: Option<CompileError>,
+}
+
+impl ConfigState {
+    pub fn serves_current(&self) -> bool {
+        self.error.is_none() && self.served.is_some()
+    }
+}
+
+struct CacheEntry {
+    spec: BootConfigSpec,
+    secret_text: Option<String>,
+    compiled: Arc<CompiledBootConfig>,
+}
+
+/// Remembers each BootConfig's last good compilation: unchanged BootConfigs are not compiled
+/// again, and a broken one keeps being served at the version that last worked.
+#[derive(Default)]
+pub struct ConfigCompiler {
+    last_good: HashMap<(String, String), CacheEntry>,
+}
+
+impl ConfigCompiler {
+    pub fn compile_all(&mut self, configs: &[BootConfig], secrets: &Secrets) -> Vec<ConfigState> {
+        let mut seen = HashSet::new();
+        let mut states = Vec::with_capacity(configs.len());
+        for bc in configs {
+            let namespace = bc.metadata.namespace.clone().unwrap_or_default();
+            let name = bc.metadata.name.clone().unwrap_or_default();
+            let key = (namespace.clone(), name.clone());
+            let secret_text = bc
+                .spec
+                .cloud_init
+                .as_ref()
+                .and_then(|ci| ci.user_data_secret_ref.as_ref())
+                .and_then(|r| secrets.get_text(&namespace, &r.name, &r.key).ok())
+                .map(str::to_owned);
+            let generation = bc.metadata.generation;
+            let state = match self.last_good.get(&key) {
+                Some(entry) if entry.spec == bc.spec && entry.secret_text == secret_text => {
+                    ConfigState {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                        generation,
+                        served: Some(entry.compiled.clone()),
+                        error: None,
+                    }
+                }
+                _ => match CompiledBootConfig::compile(&namespace, &name, generation, &bc.spec, secrets) {
+                    Ok(compiled) => {
+                        let compiled = Arc::new(compiled);
+                        self.last_good.insert(
+                            key.clone(),
+                            CacheEntry {
+                                spec: bc.spec.clone(),
+                                secret_text,
+                                compiled: compiled.clone(),
+                            },
+                        );
+                        ConfigState {
+                            namespace: namespace.clone(),
+                            name: name.clone(),
+                            generation,
+                            served: Some(compiled),
+                            error: None,
+                        }
+                    }
+                    Err(error) => ConfigState {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                        generation,
+                        served: self.last_good.get(&key).map(|e| e.compiled.clone()),
+                        error: Some(error),
+                    },
+                },
+            };
+            seen.insert(key);
+            states.push(state);
+        }
+        // A deleted BootConfig is forgotten: recreating it broken must not revive the old one.
+        self.last_good.retain(|k, _| seen.contains(k));
+        states
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bc(name: &str, spec: BootConfigSpec, generation: i64) -> BootConfig {
+        let mut bc = BootConfig::new(name, spec);
+        bc.metadata.namespace = Some("hpc".into());
+        bc.metadata.generation = Some(generation);
+        bc
+    }
+
+    fn spec(params: &str) -> BootConfigSpec {
+        BootConfigSpec {
+            kernel: "http://img/vmlinuz".into(),
+            params: params.into(),
+            auto_params: true,
+            node_selector: Some(Default::default()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn broken_template_keeps_last_good_version() {
+        let mut compiler = ConfigCompiler::default();
+        let secrets = Secrets::default();
+        let states = compiler.compile_all(&[bc("a", spec("console=ttyS0"), 1)], &secrets);
+        assert!(states[0].serves_current());
+        let states = compiler.compile_all(&[bc("a", spec("console={{ oops"), 2)], &secrets);
+        let st = &states[0];
+        assert!(st.error.is_some());
+        assert_eq!(st.served.as_ref().unwrap().generation, Some(1));
+        assert!(st.error.as_ref().unwrap().to_string().starts_with("template params:"));
+    }
+
+    #[test]
+    fn new_broken_config_serves_nothing() {
+        let mut compiler = ConfigCompiler::default();
+        let states =
+            compiler.compile_all(&[bc("a", spec("{% if %}"), 1)], &Secrets::default());
+        assert!(states[0].served.is_none());
+    }
+
+    #[test]
+    fn sample_render_catches_multiline_params_and_bad_cloud_config() {
+        let secrets = Secrets::default();
+        let multi = spec("a\nkernel http://evil");
+        assert!(CompiledBootConfig::compile("ns", "a", None, &multi, &secrets).is_err());
+        let mut bad_yaml = spec("");
+        bad_yaml.cloud_init = Some(crate::crd::CloudInit {
+            user_data: Some("#cloud-config\nruncmd: [a\n".into()),
+            ..Default::default()
+        });
+        let err = CompiledBootConfig::compile("ns", "a", None, &bad_yaml, &secrets).unwrap_err();
+        assert!(err.to_string().contains("user-data"), "{err}");
+        // A key only the real site has is not an error at compile time.
+        let site_key = spec("log={{ meta.syslog_aggregator }}");
+        assert!(CompiledBootConfig::compile("ns", "a", None, &site_key, &secrets).is_ok());
+    }
+
+    #[test]
+    fn missing_secret_is_an_error_naming_it() {
+        let mut s = spec("");
+        s.cloud_init = Some(crate::crd::CloudInit {
+            user_data_secret_ref: Some(crate::crd::SecretKeyRef {
+                name: "creds".into(),
+                key: "user-data".into(),
+            }),
+            ..Default::default()
+        });
+        let err = CompiledBootConfig::compile("hpc", "a", None, &s, &Secrets::default()).unwrap_err();
+        assert!(err.to_string().contains("hpc/creds"), "{err}");
+    }
+}

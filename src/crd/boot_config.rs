@@ -1,0 +1,124 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::MetaData;
+use super::schema;
+
+/// What matched nodes boot: kernel, initrd, parameters, and their cloud-init data.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "nodeboot.io",
+    version = "v1alpha1",
+    kind = "BootConfig",
+    namespaced,
+    shortname = "bc",
+    status = "BootConfigStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "BootConfig says what the nodes its selector matches boot: kernel, initrd, kernel parameters and cloud-init data.",
+    printcolumn(name = "Priority", type_ = "integer", json_path = ".spec.priority"),
+    printcolumn(name = "Kernel", type_ = "string", json_path = ".spec.kernel"),
+    printcolumn(name = "Matched", type_ = "integer", json_path = ".status.matchedNodes"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BootConfigSpec {
+    /// Which nodes this applies to (Kubernetes label selector over the nodes' effective labels).
+    /// `{}` matches every known node; leaving it out matches none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::node_selector")]
+    pub node_selector: Option<LabelSelector>,
+
+    /// Higher wins among matching BootConfigs; a tie at the top is a Conflict.
+    #[serde(default)]
+    pub priority: i32,
+
+    /// Kernel URL (http, https or tftp).
+    #[schemars(schema_with = "schema::boot_url")]
+    pub kernel: String,
+
+    /// Initrd URL (http, https or tftp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::boot_url")]
+    pub initrd: Option<String>,
+
+    /// Kernel command line, a template; must render to one line without control characters.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(schema_with = "schema::template")]
+    pub params: String,
+
+    /// Append BOOTIF, xname, nid and ds= to params when they are not there already.
+    #[serde(default = "default_true")]
+    pub auto_params: bool,
+
+    /// A whole iPXE script template that replaces the default script.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(schema_with = "schema::template")]
+    pub script: String,
+
+    /// cloud-init NoCloud data for matched nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_init: Option<CloudInit>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.userData) && has(self.userDataSecretRef))",
+    "message": "set userData or userDataSecretRef, not both"
+}]))]
+pub struct CloudInit {
+    /// Meta-data for matched nodes; the lowest layer (NodeGroup and node metaData win).
+    #[serde(default, skip_serializing_if = "MetaData::is_empty")]
+    #[schemars(schema_with = "schema::meta_data")]
+    pub meta_data: MetaData,
+
+    /// user-data template (for example `#cloud-config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::optional_template")]
+    pub user_data: Option<String>,
+
+    /// user-data template taken from a Secret in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data_secret_ref: Option<SecretKeyRef>,
+
+    /// vendor-data template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::optional_template")]
+    pub vendor_data: Option<String>,
+
+    /// network-config template (cloud-init network config v1 or v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::optional_template")]
+    pub network_config: Option<String>,
+}
+
+/// A key of a Secret in the BootConfig's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootConfigStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::conditions")]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub matched_nodes: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}

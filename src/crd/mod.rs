@@ -1,0 +1,27 @@
+//! The two custom resources of nodeboot (`nodeboot.io/v1alpha1`) and their schemas.
+
+mod boot_config;
+mod node_group;
+mod schema;
+mod validate;
+
+pub use boot_config::{BootConfig, BootConfigSpec, BootConfigStatus, CloudInit, SecretKeyRef};
+pub use node_group::{
+    Arch, NodeGroup, NodeGroupSpec, NodeGroupStatus, NodePhase, NodeSpec, NodeStatus,
+};
+pub use validate::{SpecError, validate_boot_config, validate_node_group};
+
+use kube::CustomResourceExt;
+
+/// Free-form meta-data: any JSON value per key, merged into cloud-init meta-data.
+pub type MetaData = std::collections::BTreeMap<String, serde_json::Value>;
+
+/// Both CRDs as one multi-document YAML stream, exactly what `crds/` holds.
+pub fn crds_yaml() -> Result<String, serde_yaml_ng::Error> {
+    let mut out = String::new();
+    for crd in [NodeGroup::crd(), BootConfig::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&crd)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,14 @@
+//! nodeboot: a Kubernetes-native network boot service for HPC nodes.
+//!
+//! The pure core (`crd`, `selector`, `compile`, `resolve`, `render`, `serving`) takes plain
+//! data and returns plain data; the edges (`http`, `manifests`, the CLI) feed and serve it.
+
+pub mod compile;
+pub mod crd;
+pub mod labels;
+pub mod mac;
+pub mod render;
+pub mod resolve;
+pub mod secrets;
+pub mod selector;
+pub mod serving;

@@ -1,0 +1,487 @@
+//! The resolution: for every node, which BootConfig applies and why. Pure: plain data in,
+//! plain data out, shared by the operator and `nodeboot serve`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::compile::CompiledBootConfig;
+use crate::crd::{Arch, NodeGroup, NodePhase};
+use crate::labels::{self, Labels};
+use crate::mac::Mac;
+use crate::render::cloud_init::merge_meta;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    pub config: String,
+    pub priority: i32,
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Assigned(Arc<CompiledBootConfig>),
+    Unassigned(String),
+    Conflict(String),
+}
+
+impl Outcome {
+    pub fn phase(&self) -> NodePhase {
+        match self {
+            Outcome::Assigned(_) => NodePhase::Assigned,
+            Outcome::Unassigned(_) => NodePhase::Unassigned,
+            Outcome::Conflict(_) => NodePhase::Conflict,
+        }
+    }
+
+    pub fn config(&self) -> Option<&Arc<CompiledBootConfig>> {
+        match self {
+            Outcome::Assigned(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Outcome::Assigned(_) => "",
+            Outcome::Unassigned(m) | Outcome::Conflict(m) => m,
+        }
+    }
+}
+
+/// One node, with everything that decided its outcome.
+#[derive(Debug, Clone)]
+pub struct ResolvedNode {
+    pub namespace: Arc<str>,
+    pub group: Arc<str>,
+    pub name: String,
+    pub macs: Vec<Mac>,
+    pub nid: Option<i64>,
+    pub ip: Option<IpAddr>,
+    pub hostname: String,
+    pub arch: Option<Arch>,
+    /// Group labels, then node labels, then the well-known `nodeboot.io/` labels.
+    pub labels: Labels,
+    /// Every BootConfig whose selector matches, highest priority first.
+    pub candidates: Vec<Candidate>,
+    pub outcome: Outcome,
+    /// Merged meta-data (BootConfig layer included when assigned).
+    pub meta: Map<String, Value>,
+}
+
+/// What the resolution says about one BootConfig.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigSummary {
+    /// Nodes this BootConfig boots.
+    pub assigned: u32,
+    /// Nodes it matches but where a higher priority wins.
+    pub outranked: u32,
+    /// Nodes where it ties at the top, and the BootConfigs it ties with.
+    pub tied_nodes: u32,
+    pub tied_with: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    /// Every node of every NodeGroup of the namespace, grouped by NodeGroup in name order.
+    pub nodes: Vec<ResolvedNode>,
+    pub configs: BTreeMap<String, ConfigSummary>,
+}
+
+/// Resolves one namespace. `configs` are the BootConfigs that are served (compiled now or at
+/// their last good version); `groups` are valid NodeGroups.
+pub fn resolve_namespace(
+    namespace: &str,
+    groups: &[&NodeGroup],
+    configs: &[Arc<CompiledBootConfig>],
+) -> Resolution {
+    let namespace: Arc<str> = Arc::from(namespace);
+    let mut groups: Vec<&NodeGroup> = groups.to_vec();
+    groups.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+
+    let mut nodes = Vec::with_capacity(groups.iter().map(|g| g.spec.nodes.len()).sum());
+    for group in &groups {
+        let group_name: Arc<str> = Arc::from(group.metadata.name.as_deref().unwrap_or_default());
+        for node in &group.spec.nodes {
+            let macs: Vec<Mac> = node.macs.iter().filter_map(|m| m.parse().ok()).collect();
+            let hostname = node.hostname.clone().unwrap_or_else(|| node.name.clone());
+            let mut labels = group.spec.labels.clone();
+            labels.extend(node.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            labels.insert(labels::NAME.into(), node.name.clone());
+            labels.insert(labels::GROUP.into(), group_name.to_string());
+            if let Some(arch) = node.arch {
+                labels.insert(labels::ARCH.into(), arch.as_str().into());
+            }
+            labels.insert(labels::KNOWN.into(), "true".into());
+            nodes.push(ResolvedNode {
+                namespace: namespace.clone(),
+                group: group_name.clone(),
+                name: node.name.clone(),
+                macs,
+                nid: node.nid,
+                ip: node.ip.as_deref().and_then(|ip| ip.parse().ok()),
+                hostname,
+                arch: node.arch,
+                labels,
+                candidates: Vec::new(),
+                outcome: Outcome::Unassigned(String::new()),
+                // Filled below, once the winner (and so the BootConfig layer) is known.
+                meta: Map::new(),
+            });
+        }
+    }
+
+    let duplicates = find_duplicates(&nodes);
+
+    let mut configs_sorted: Vec<&Arc<CompiledBootConfig>> = configs.iter().collect();
+    configs_sorted.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+    let mut summaries: BTreeMap<String, ConfigSummary> = configs
+        .iter()
+        .map(|c| (c.name.clone(), ConfigSummary::default()))
+        .collect();
+
+    let mut node_meta_layers: Vec<(usize, usize)> = Vec::with_capacity(nodes.len());
+    for (g, group) in groups.iter().enumerate() {
+        for n in 0..group.spec.nodes.len() {
+            node_meta_layers.push((g, n));
+        }
+    }
+
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let matching: Vec<&Arc<CompiledBootConfig>> = configs_sorted
+            .iter()
+            .copied()
+            .filter(|c| c.selector.matches(|k| node.labels.get(k).map(String::as_str)))
+            .collect();
+        node.candidates = matching
+            .iter()
+            .map(|c| Candidate {
+                config: c.name.clone(),
+                priority: c.priority,
+            })
+            .collect();
+        node.outcome = if let Some(message) = duplicates.get(&i) {
+            Outcome::Conflict(message.clone())
+        } else {
+            decide(&matching, &mut summaries)
+        };
+        let (g, n) = node_meta_layers[i];
+        let group = groups[g];
+        let bc_meta = node.outcome.config().map(|c| &c.meta_data);
+        node.meta = merge_meta(
+            &[bc_meta, Some(&group.spec.meta_data), Some(&group.spec.nodes[n].meta_data)],
+            &node.name,
+            &node.hostname,
+        );
+    }
+
+    for summary in summaries.values_mut() {
+        summary.tied_with.sort();
+        summary.tied_with.dedup();
+    }
+    Resolution {
+        nodes,
+        configs: summaries,
+    }
+}
+
+/// Picks the winner among matching BootConfigs (sorted by priority, highest first).
+fn decide(
+    matching: &[&Arc<CompiledBootConfig>],
+    summaries: &mut BTreeMap<String, ConfigSummary>,
+) -> Outcome {
+    let Some(top) = matching.first() else {
+        return Outcome::Unassigned("no BootConfig selector matches this node".into());
+    };
+    let tied: Vec<&Arc<CompiledBootConfig>> = matching
+        .iter()
+        .copied()
+        .take_while(|c| c.priority == top.priority)
+        .collect();
+    for loser in matching.iter().skip(tied.len()) {
+        if let Some(s) = summaries.get_mut(&loser.name) {
+            s.outranked += 1;
+        }
+    }
+    if tied.len() > 1 {
+        let names: Vec<&str> = tied.iter().map(|c| c.name.as_str()).collect();
+        for c in &tied {
+            if let Some(s) = summaries.get_mut(&c.name) {
+                s.tied_nodes += 1;
+                s.tied_with
+                    .extend(names.iter().filter(|n| **n != c.name).map(|n| n.to_string()));
+            }
+        }
+        return Outcome::Conflict(format!(
+            "BootConfigs {} tie at priority {}; give one a higher priority or narrow a selector",
+            names.join(", "),
+            top.priority
+        ));
+    }
+    if let Some(s) = summaries.get_mut(&top.name) {
+        s.assigned += 1;
+    }
+    Outcome::Assigned((*top).clone())
+}
+
+/// Nodes whose MAC, name or NID another node of the namespace also claims, with a message
+/// naming the other parties.
+fn find_duplicates(nodes: &[ResolvedNode]) -> HashMap<usize, String> {
+    let mut by_mac: HashMap<Mac, Vec<usize>> = HashMap::new();
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_nid: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for mac in &n.macs {
+            by_mac.entry(*mac).or_default().push(i);
+        }
+        by_name.entry(n.name.as_str()).or_default().push(i);
+        if let Some(nid) = n.nid {
+            by_nid.entry(nid).or_default().push(i);
+        }
+    }
+    let mut messages: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut report = |what: String, claimants: &[usize]| {
+        if claimants.len() < 2 {
+            return;
+        }
+        for &i in claimants {
+            let others: Vec<String> = claimants
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| format!("{} (NodeGroup {})", nodes[j].name, nodes[j].group))
+                .collect();
+            messages
+                .entry(i)
+                .or_default()
+                .push(format!("{what} is also claimed by {}", others.join(", ")));
+        }
+    };
+    let mut macs: Vec<_> = by_mac.into_iter().collect();
+    macs.sort();
+    for (mac, claimants) in macs {
+        report(format!("MAC {mac}"), &claimants);
+    }
+    let mut names: Vec<_> = by_name.into_iter().collect();
+    names.sort();
+    for (name, claimants) in names {
+        report(format!("name {name}"), &claimants);
+    }
+    let mut nids: Vec<_> = by_nid.into_iter().collect();
+    nids.sort();
+    for (nid, claimants) in nids {
+        report(format!("NID {nid}"), &claimants);
+    }
+    messages
+        .into_iter()
+        .map(|(i, m)| (i, m.join("; ")))
+        .collect()
+}
+
+/// How an unknown node (a MAC in no NodeGroup) is resolved.
+#[derive(Debug, Clone)]
+pub struct UnknownResolution {
+    pub labels: Labels,
+    pub candidates: Vec<Candidate>,
+    pub outcome: Outcome,
+}
+
+/// Labels of an unknown node: nothing but what the request says.
+pub fn unknown_labels(mac: Mac, arch: Option<Arch>) -> Labels {
+    let mut labels = Labels::new();
+    labels.insert(labels::KNOWN.into(), "false".into());
+    labels.insert(labels::MAC.into(), mac.hyphenated());
+    if let Some(arch) = arch {
+        labels.insert(labels::ARCH.into(), arch.as_str().into());
+    }
+    labels
+}
+
+/// Resolves an unknown node against `discovery`: the served BootConfigs (of every namespace)
+/// whose selector names `nodeboot.io/known`, the only ones that may boot a stranger.
+pub fn resolve_unknown(
+    discovery: &[Arc<CompiledBootConfig>],
+    mac: Mac,
+    arch: Option<Arch>,
+) -> UnknownResolution {
+    let labels = unknown_labels(mac, arch);
+    let mut matching: Vec<&Arc<CompiledBootConfig>> = discovery
+        .iter()
+        .filter(|c| c.selector.matches(|k| labels.get(k).map(String::as_str)))
+        .collect();
+    matching.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.namespace.cmp(&b.namespace))
+            .then(a.name.cmp(&b.name))
+    });
+    let candidates = matching
+        .iter()
+        .map(|c| Candidate {
+            config: format!("{}/{}", c.namespace, c.name),
+            priority: c.priority,
+        })
+        .collect();
+    let outcome = match matching.as_slice() {
+        [] => Outcome::Unassigned("unknown node and no discovery BootConfig matches it".into()),
+        [one, rest @ ..] if rest.first().is_none_or(|r| r.priority < one.priority) => {
+            Outcome::Assigned((*one).clone())
+        }
+        [one, ..] => {
+            let tied: Vec<String> = matching
+                .iter()
+                .take_while(|c| c.priority == one.priority)
+                .map(|c| format!("{}/{}", c.namespace, c.name))
+                .collect();
+            Outcome::Conflict(format!(
+                "discovery BootConfigs {} tie at priority {}",
+                tied.join(", "),
+                one.priority
+            ))
+        }
+    };
+    UnknownResolution {
+        labels,
+        candidates,
+        outcome,
+    }
+}
+
+/// Is this BootConfig one that may match unknown nodes?
+pub fn is_discovery(config: &CompiledBootConfig) -> bool {
+    config.selector.names_key(labels::KNOWN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{BootConfigSpec, NodeGroupSpec, NodeSpec};
+    use crate::secrets::Secrets;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+    fn group(name: &str, labels: &[(&str, &str)], nodes: Vec<NodeSpec>) -> NodeGroup {
+        let mut g = NodeGroup::new(
+            name,
+            NodeGroupSpec {
+                labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                nodes,
+                ..Default::default()
+            },
+        );
+        g.metadata.namespace = Some("hpc".into());
+        g
+    }
+
+    fn node(name: &str, mac: &str, nid: Option<i64>) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            macs: vec![mac.into()],
+            nid,
+            ..Default::default()
+        }
+    }
+
+    fn config(name: &str, priority: i32, selector: Option<LabelSelector>) -> Arc<CompiledBootConfig> {
+        let spec = BootConfigSpec {
+            kernel: format!("http://img/{name}/vmlinuz"),
+            priority,
+            node_selector: selector,
+            auto_params: true,
+            ..Default::default()
+        };
+        Arc::new(CompiledBootConfig::compile("hpc", name, Some(1), &spec, &Secrets::default()).unwrap())
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> LabelSelector {
+        LabelSelector {
+            match_labels: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn priority_wins_and_ties_conflict() {
+        let mut gpu = node("n2", "02:00:00:00:00:02", Some(2));
+        gpu.labels.insert("gpu".into(), "a100".into());
+        let g = group("cab", &[("role", "compute")], vec![node("n1", "02:00:00:00:00:01", Some(1)), gpu]);
+        let configs = vec![
+            config("compute", 0, Some(labels(&[("role", "compute")]))),
+            config("gpu", 10, Some(labels(&[("gpu", "a100")]))),
+        ];
+        let r = resolve_namespace("hpc", &[&g], &configs);
+        assert_eq!(r.nodes[0].outcome.config().unwrap().name, "compute");
+        assert_eq!(r.nodes[1].outcome.config().unwrap().name, "gpu");
+        assert_eq!(r.nodes[1].candidates.len(), 2);
+        assert_eq!(r.configs["compute"].assigned, 1);
+        assert_eq!(r.configs["compute"].outranked, 1);
+
+        let tie = vec![
+            config("a", 5, Some(labels(&[("role", "compute")]))),
+            config("b", 5, Some(LabelSelector::default())),
+        ];
+        let r = resolve_namespace("hpc", &[&g], &tie);
+        for n in &r.nodes {
+            assert_eq!(n.outcome.phase(), NodePhase::Conflict);
+            assert!(n.outcome.message().contains("a, b tie at priority 5"), "{}", n.outcome.message());
+        }
+        assert_eq!(r.configs["a"].tied_with, vec!["b".to_string()]);
+        assert_eq!(r.configs["b"].tied_nodes, 2);
+    }
+
+    #[test]
+    fn duplicates_are_conflicts_naming_both_parties() {
+        let g1 = group("g1", &[], vec![node("n1", "02:00:00:00:00:01", Some(1))]);
+        let g2 = group("g2", &[], vec![node("n2", "02-00-00-00-00-01", Some(1)), node("n3", "02:00:00:00:00:03", None)]);
+        let configs = vec![config("all", 0, Some(LabelSelector::default()))];
+        let r = resolve_namespace("hpc", &[&g1, &g2], &configs);
+        let n1 = &r.nodes[0];
+        assert_eq!(n1.outcome.phase(), NodePhase::Conflict);
+        assert!(n1.outcome.message().contains("MAC 02:00:00:00:00:01 is also claimed by n2 (NodeGroup g2)"));
+        assert!(n1.outcome.message().contains("NID 1 is also claimed by n2"));
+        assert_eq!(r.nodes[1].outcome.phase(), NodePhase::Conflict);
+        assert_eq!(r.nodes[2].outcome.phase(), NodePhase::Assigned);
+    }
+
+    #[test]
+    fn absent_selector_matches_nothing_and_labels_layer() {
+        let mut n = node("n1", "02:00:00:00:00:01", None);
+        n.labels.insert("role".into(), "login".into());
+        n.arch = Some(Arch::Arm64);
+        let g = group("g", &[("role", "compute"), ("cabinet", "x1000")], vec![n]);
+        let r = resolve_namespace("hpc", &[&g], &[config("none", 0, None)]);
+        let n = &r.nodes[0];
+        assert_eq!(n.outcome.phase(), NodePhase::Unassigned);
+        assert_eq!(n.labels["role"], "login");
+        assert_eq!(n.labels["cabinet"], "x1000");
+        assert_eq!(n.labels["nodeboot.io/group"], "g");
+        assert_eq!(n.labels["nodeboot.io/arch"], "arm64");
+        assert_eq!(n.labels["nodeboot.io/known"], "true");
+    }
+
+    #[test]
+    fn unknown_nodes_need_an_explicit_selector() {
+        let catch_all = config("all", 100, Some(LabelSelector::default()));
+        let discovery = config(
+            "discovery",
+            0,
+            Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "nodeboot.io/known".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["false".into()]),
+                }]),
+                ..Default::default()
+            }),
+        );
+        let served = [catch_all, discovery];
+        let discovery: Vec<_> = served.iter().filter(|c| is_discovery(c)).cloned().collect();
+        assert_eq!(discovery.len(), 1);
+        let mac = Mac::new([2, 0, 0, 0, 0, 9]);
+        let r = resolve_unknown(&discovery, mac, Some(Arch::X86_64));
+        assert_eq!(r.outcome.config().unwrap().name, "discovery");
+        assert_eq!(r.labels["nodeboot.io/mac"], "02-00-00-00-00-09");
+        let r = resolve_unknown(&[], mac, None);
+        assert_eq!(r.outcome.phase(), NodePhase::Unassigned);
+    }
+}

@@ -1,0 +1,331 @@
+//! From the desired state (NodeGroups, BootConfigs, Secrets) to a serving snapshot and the
+//! status every resource should show. Pure and synchronous: the operator and `serve` both call
+//! it, on a blocking thread, whenever their inputs change.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+use super::{BootAnswer, PreparedBoot, PreparedCloudInit, RenderFailure, ServedNode, Snapshot};
+use crate::compile::{ConfigCompiler, ConfigState};
+use crate::crd::{BootConfig, NodeGroup, NodeGroupStatus, NodePhase, NodeStatus, validate_node_group};
+use crate::render::ipxe::WaitReason;
+use crate::render::template::NodeView;
+use crate::render::{RenderError, RenderSettings, render_boot, render_cloud_init};
+use crate::resolve::{Outcome, ResolvedNode, is_discovery, resolve_namespace};
+use crate::secrets::Secrets;
+
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub node_groups: Vec<NodeGroup>,
+    pub boot_configs: Vec<BootConfig>,
+    pub secrets: Secrets,
+}
+
+/// A Ready condition in plain terms; the operator adds timestamps when it writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyCondition {
+    pub ready: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupReport {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub ready: ReadyCondition,
+    pub status: NodeGroupStatus,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigReport {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub ready: ReadyCondition,
+    pub matched_nodes: u32,
+    pub message: String,
+    /// BootConfigs it ties with somewhere: worth an event.
+    pub tied_with: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusReport {
+    pub node_groups: Vec<GroupReport>,
+    pub boot_configs: Vec<ConfigReport>,
+}
+
+/// Builds the snapshot to serve and the status to show. `compiler` keeps each BootConfig's
+/// last good version across calls.
+pub fn build(
+    desired: &Desired,
+    compiler: &mut ConfigCompiler,
+    settings: &RenderSettings,
+) -> (Snapshot, StatusReport) {
+    let states = compiler.compile_all(&desired.boot_configs, &desired.secrets);
+
+    let mut namespaces: BTreeSet<&str> = BTreeSet::new();
+    let mut invalid_groups = Vec::new();
+    let mut valid_groups: BTreeMap<&str, Vec<&NodeGroup>> = BTreeMap::new();
+    for group in &desired.node_groups {
+        let ns = group.metadata.namespace.as_deref().unwrap_or_default();
+        namespaces.insert(ns);
+        match validate_node_group(&group.spec) {
+            Ok(()) => valid_groups.entry(ns).or_default().push(group),
+            Err(e) => invalid_groups.push((group, e)),
+        }
+    }
+    for st in &states {
+        namespaces.insert(st.namespace.as_str());
+    }
+
+    let mut served_nodes = Vec::new();
+    let mut report = StatusReport::default();
+    let mut render_failures: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut discovery = Vec::new();
+
+    for ns in namespaces {
+        let served: Vec<_> = states
+            .iter()
+            .filter(|s| s.namespace == ns)
+            .filter_map(|s| s.served.clone())
+            .collect();
+        discovery.extend(served.iter().filter(|c| is_discovery(c)).cloned());
+        let groups = valid_groups.get(ns).map(Vec::as_slice).unwrap_or_default();
+        let resolution = resolve_namespace(ns, groups, &served);
+        let first_served = served_nodes.len();
+        for node in resolution.nodes {
+            let served_node = prepare_node(node, settings);
+            if let Some(failure) = &served_node.render_error {
+                render_failures
+                    .entry((ns.to_owned(), failure.config.clone()))
+                    .or_default()
+                    .push(format!("{}: {}", served_node.node.name, failure.error));
+            }
+            served_nodes.push(served_node);
+        }
+        report.node_groups.extend(group_reports(groups, &served_nodes[first_served..]));
+        for st in states.iter().filter(|s| s.namespace == ns) {
+            let summary = resolution.configs.get(&st.name).cloned().unwrap_or_default();
+            let failures = render_failures.remove(&(ns.to_owned(), st.name.clone()));
+            report.boot_configs.push(config_report(st, &summary, failures));
+        }
+    }
+    for (group, err) in invalid_groups {
+        report.node_groups.push(GroupReport {
+            namespace: group.metadata.namespace.clone().unwrap_or_default(),
+            name: group.metadata.name.clone().unwrap_or_default(),
+            generation: group.metadata.generation,
+            ready: ReadyCondition {
+                ready: false,
+                reason: "InvalidSpec",
+                message: format!("{err}; none of this group's nodes are served"),
+            },
+            status: NodeGroupStatus::default(),
+        });
+    }
+    discovery.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    (Snapshot::new(served_nodes, discovery, settings.clone()), report)
+}
+
+fn view<'a>(node: &'a ResolvedNode, mac: Option<crate::mac::Mac>) -> NodeView<'a> {
+    NodeView {
+        name: &node.name,
+        hostname: &node.hostname,
+        nid: node.nid,
+        ip: node.ip,
+        mac,
+        macs: &node.macs,
+        arch: node.arch,
+        group: &node.group,
+        namespace: &node.namespace,
+        labels: &node.labels,
+        meta: &node.meta,
+    }
+}
+
+/// Renders everything a node can be asked, once, now.
+fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode {
+    let rendered: Result<(BootAnswer, PreparedCloudInit), RenderError> = match &node.outcome {
+        Outcome::Assigned(config) => (|| {
+            let mut per_mac = Vec::with_capacity(node.macs.len());
+            for mac in &node.macs {
+                let r = render_boot(config, &view(&node, Some(*mac)), &node.name, settings)?;
+                per_mac.push(PreparedBoot {
+                    mac: *mac,
+                    params: r.params,
+                    script: Bytes::from(r.script),
+                    head_len: r.head_len,
+                });
+            }
+            let first = node.macs.first().copied();
+            let params = per_mac.first().map(|p| p.params.as_str());
+            let docs = render_cloud_init(Some(config), &view(&node, first), params, settings)?;
+            Ok((
+                BootAnswer::Boot {
+                    config: config.clone(),
+                    per_mac,
+                },
+                prepared_docs(docs),
+            ))
+        })(),
+        Outcome::Unassigned(_) | Outcome::Conflict(_) => {
+            let reason = if node.outcome.phase() == NodePhase::Conflict {
+                WaitReason::Conflict
+            } else {
+                WaitReason::Unassigned
+            };
+            let first = node.macs.first().copied();
+            render_cloud_init(None, &view(&node, first), None, settings)
+                .map(|docs| (BootAnswer::Wait(reason), prepared_docs(docs)))
+        }
+    };
+    match rendered {
+        Ok((boot, cloud_init)) => ServedNode {
+            node,
+            boot,
+            cloud_init,
+            render_error: None,
+        },
+        Err(err) => {
+            let config = node.outcome.config().map(|c| c.name.clone()).unwrap_or_default();
+            let message = format!("BootConfig {config} failed to render for this node: {err}");
+            node.outcome = Outcome::Unassigned(message);
+            ServedNode {
+                node,
+                boot: BootAnswer::Wait(WaitReason::Unassigned),
+                cloud_init: PreparedCloudInit::default(),
+                render_error: Some(RenderFailure {
+                    config,
+                    error: err.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+fn prepared_docs(docs: crate::render::CloudInitDocs) -> PreparedCloudInit {
+    PreparedCloudInit {
+        meta_data: Bytes::from(docs.meta_data),
+        user_data: Bytes::from(docs.user_data),
+        vendor_data: Bytes::from(docs.vendor_data),
+        network_config: docs.network_config.map(Bytes::from),
+    }
+}
+
+fn group_reports<'a>(
+    groups: &'a [&NodeGroup],
+    served: &'a [ServedNode],
+) -> impl Iterator<Item = GroupReport> + 'a {
+    groups.iter().map(move |group| {
+        let name = group.metadata.name.as_deref().unwrap_or_default();
+        let mut status = NodeGroupStatus {
+            observed_generation: group.metadata.generation,
+            ..Default::default()
+        };
+        for s in served.iter().filter(|s| &*s.node.group == name) {
+            let phase = s.node.outcome.phase();
+            status.node_count += 1;
+            match phase {
+                NodePhase::Assigned => status.assigned_count += 1,
+                NodePhase::Conflict => status.conflict_count += 1,
+                NodePhase::Unassigned => {}
+            }
+            status.nodes.push(NodeStatus {
+                name: s.node.name.clone(),
+                phase,
+                boot_config: s.node.outcome.config().map(|c| c.name.clone()),
+                message: s.node.outcome.message().to_owned(),
+            });
+        }
+        let ready = if status.conflict_count > 0 {
+            ReadyCondition {
+                ready: false,
+                reason: "Conflicts",
+                message: format!(
+                    "{} of {} nodes are in conflict and get no boot config; see status.nodes",
+                    status.conflict_count, status.node_count
+                ),
+            }
+        } else {
+            ReadyCondition {
+                ready: true,
+                reason: "Resolved",
+                message: format!(
+                    "{} of {} nodes assigned",
+                    status.assigned_count, status.node_count
+                ),
+            }
+        };
+        GroupReport {
+            namespace: group.metadata.namespace.clone().unwrap_or_default(),
+            name: name.to_owned(),
+            generation: group.metadata.generation,
+            ready,
+            status,
+        }
+    })
+}
+
+fn config_report(
+    st: &ConfigState,
+    summary: &crate::resolve::ConfigSummary,
+    render_failures: Option<Vec<String>>,
+) -> ConfigReport {
+    let mut notes = Vec::new();
+    if summary.outranked > 0 {
+        notes.push(format!("outranked by a higher priority on {} nodes", summary.outranked));
+    }
+    if !summary.tied_with.is_empty() {
+        notes.push(format!(
+            "ties with {} on {} nodes, which boot nothing until the tie is broken",
+            summary.tied_with.join(", "),
+            summary.tied_nodes
+        ));
+    }
+    let ready = match (&st.error, &st.served, &render_failures) {
+        (Some(err), Some(served), _) => ReadyCondition {
+            ready: false,
+            reason: "InvalidSpec",
+            message: format!(
+                "{err}; still serving generation {}",
+                served.generation.map(|g| g.to_string()).unwrap_or_else(|| "unknown".into())
+            ),
+        },
+        (Some(err), None, _) => ReadyCondition {
+            ready: false,
+            reason: "InvalidSpec",
+            message: format!("{err}; no earlier version to serve, so this BootConfig matches no node"),
+        },
+        (None, _, Some(failures)) => ReadyCondition {
+            ready: false,
+            reason: "RenderFailed",
+            message: format!(
+                "failed to render for {} nodes, which boot nothing: {}",
+                failures.len(),
+                failures.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            ),
+        },
+        (None, _, None) if !summary.tied_with.is_empty() => ReadyCondition {
+            ready: false,
+            reason: "Conflict",
+            message: notes.join("; "),
+        },
+        (None, _, None) => ReadyCondition {
+            ready: true,
+            reason: "Resolved",
+            message: format!("boots {} nodes", summary.assigned),
+        },
+    };
+    ConfigReport {
+        namespace: st.namespace.clone(),
+        name: st.name.clone(),
+        generation: st.generation,
+        ready,
+        matched_nodes: summary.assigned,
+        message: notes.join("; "),
+        tied_with: summary.tied_with.clone(),
+    }
+}
