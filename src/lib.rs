@@ -12,3 +12,6 @@ pub mod resolve;
 pub mod secrets;
 pub mod selector;
 pub mod serving;
+pub mod explain;
+pub mod http;
+pub mod metrics;

@@ -2,8 +2,10 @@
 //! IP with one hash lookup. A snapshot is immutable; a change builds a new one and swaps it in.
 
 mod build;
+mod unknown;
 
 pub use build::{ConfigReport, Desired, GroupReport, ReadyCondition, StatusReport, build};
+pub use unknown::UnknownNode;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -216,3 +218,6 @@ impl Snapshot {
         &self.nodes
     }
 }
+
+/// The snapshot every request reads: swapped whole on change, read without a lock.
+pub type SharedSnapshot = std::sync::Arc<arc_swap::ArcSwap<Snapshot>>;

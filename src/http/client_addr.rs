@@ -1,0 +1,77 @@
+//! Who is asking: the peer address, or the client a trusted proxy names in `X-Forwarded-For`.
+//! The header is believed only from `--trusted-proxies`, so no client can claim another
+//! node's address (OpenCHAMI's cloud-init server believed it from anyone).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+
+/// The TCP peer, put into request extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Walks `X-Forwarded-For` from the right while hops are trusted proxies; the first untrusted
+/// hop is the client. A malformed entry ends the walk at the last trusted hop.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut current = canonical(peer);
+    if !is_trusted(&current) {
+        return current;
+    }
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>();
+    for hop in hops.into_iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                current = canonical(ip);
+                if !is_trusted(&current) {
+                    return current;
+                }
+            }
+            Err(_) => return current,
+        }
+    }
+    current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(xff: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(xff).unwrap());
+        h
+    }
+
+    #[test]
+    fn believes_only_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.9".parse().unwrap();
+        assert_eq!(client_ip(lo, &headers("10.1.0.7"), &trusted), "10.1.0.7".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(other, &headers("10.1.0.7"), &trusted), other);
+        // A client-supplied entry left of the one the proxy appended is ignored.
+        assert_eq!(
+            client_ip(lo, &headers("10.9.9.9, 10.1.0.7"), &trusted),
+            "10.1.0.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(lo, &headers("junk"), &trusted), lo);
+        assert_eq!(client_ip(lo, &headers("10.1.0.7"), &[]), lo);
+    }
+}

@@ -1,0 +1,201 @@
+//! Prometheus metrics, all named `nodeboot_*`. Handles for the request path are created once,
+//! so counting a request is an atomic add, not a map lookup.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::serving::PhaseCounts;
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Endpoint {
+    bootstrap,
+    bootscript,
+    bootparameters,
+    cloud_init,
+    other,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 5] = [
+        Endpoint::bootstrap,
+        Endpoint::bootscript,
+        Endpoint::bootparameters,
+        Endpoint::cloud_init,
+        Endpoint::other,
+    ];
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    /// A boot script or document was served.
+    ok,
+    /// The node was told to wait and retry (unknown, unassigned, conflict).
+    wait,
+    bad_request,
+    forbidden,
+    not_found,
+    error,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 6] = [
+        Outcome::ok,
+        Outcome::wait,
+        Outcome::bad_request,
+        Outcome::forbidden,
+        Outcome::not_found,
+        Outcome::error,
+    ];
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: Endpoint,
+    outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: Endpoint,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Vec<Counter>,
+    latency: Vec<Histogram>,
+    nodes: Family<PhaseLabels, Gauge>,
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    pub reconcile_seconds: Histogram,
+    pub rebuilds: Counter,
+    pub rebuild_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("nodeboot");
+        let requests_family = Family::<RequestLabels, Counter>::default();
+        let latency_family = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            // 25 µs to ~3 s: boot answers are expected in well under a millisecond.
+            Histogram::new(exponential_buckets(0.000_025, 2.5, 14))
+        });
+        let nodes = Family::<PhaseLabels, Gauge>::default();
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let rebuilds = Counter::default();
+        let rebuild_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+
+        let mut requests = Vec::new();
+        for e in Endpoint::ALL {
+            for o in Outcome::ALL {
+                requests.push(
+                    requests_family
+                        .get_or_create(&RequestLabels {
+                            endpoint: e,
+                            outcome: o,
+                        })
+                        .clone(),
+                );
+            }
+        }
+        let latency = Endpoint::ALL
+            .iter()
+            .map(|e| latency_family.get_or_create(&EndpointLabels { endpoint: *e }).clone())
+            .collect();
+
+        registry.register(
+            "http_requests",
+            "Boot listener requests by endpoint and outcome",
+            requests_family,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Boot listener request latency by endpoint",
+            latency_family,
+        );
+        registry.register("nodes", "Known nodes by phase", nodes.clone());
+        registry.register(
+            "reconciles",
+            "Controller reconciles by resource kind and outcome",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Controller reconcile duration",
+            reconcile_seconds.clone(),
+        );
+        registry.register(
+            "snapshot_rebuilds",
+            "Rebuilds of the serving snapshot (resolution and rendering)",
+            rebuilds.clone(),
+        );
+        registry.register(
+            "snapshot_rebuild_duration_seconds",
+            "Duration of serving snapshot rebuilds",
+            rebuild_seconds.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            requests,
+            latency,
+            nodes,
+            reconciles,
+            reconcile_seconds,
+            rebuilds,
+            rebuild_seconds,
+        })
+    }
+
+    pub fn observe_request(&self, endpoint: Endpoint, outcome: Outcome, elapsed: Duration) {
+        let e = Endpoint::ALL.iter().position(|x| *x == endpoint).unwrap_or(0);
+        let o = Outcome::ALL.iter().position(|x| *x == outcome).unwrap_or(0);
+        if let Some(c) = self.requests.get(e * Outcome::ALL.len() + o) {
+            c.inc();
+        }
+        if let Some(h) = self.latency.get(e) {
+            h.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    pub fn set_phase_counts(&self, counts: PhaseCounts) {
+        for (phase, n) in [
+            ("Assigned", counts.assigned),
+            ("Unassigned", counts.unassigned),
+            ("Conflict", counts.conflict),
+        ] {
+            self.nodes
+                .get_or_create(&PhaseLabels { phase })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn observe_rebuild(&self, elapsed: Duration) {
+        self.rebuilds.inc();
+        self.rebuild_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
