@@ -10,8 +10,8 @@ use minijinja::{Environment, ErrorKind};
 use crate::crd::{BootConfig, BootConfigSpec, MetaData, validate_boot_config};
 use crate::labels::Labels;
 use crate::mac::Mac;
-use crate::render::cloud_init::{check_cloud_config, merge_meta};
 use crate::render::RenderError;
+use crate::render::cloud_init::{check_cloud_config, merge_meta};
 use crate::render::params::check_one_line;
 use crate::render::template::{
     self, BootView, NETWORK_CONFIG, NodeView, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA,
@@ -80,19 +80,21 @@ impl CompiledBootConfig {
             None => None,
         };
         let mut env = template::new_environment();
-        let mut add = |tname: &'static str, source: Option<&String>| -> Result<bool, CompileError> {
-            match source {
-                Some(src) if !src.is_empty() => {
-                    env.add_template_owned(tname, src.clone())
-                        .map_err(|e| RenderError::Template {
-                            template: tname,
-                            message: describe(&e),
+        let mut add =
+            |tname: &'static str, source: Option<&String>| -> Result<bool, CompileError> {
+                match source {
+                    Some(src) if !src.is_empty() => {
+                        env.add_template_owned(tname, src.clone()).map_err(|e| {
+                            RenderError::Template {
+                                template: tname,
+                                message: describe(&e),
+                            }
                         })?;
-                    Ok(true)
+                        Ok(true)
+                    }
+                    _ => Ok(false),
                 }
-                _ => Ok(false),
-            }
-        };
+            };
         let has_params = add(PARAMS, Some(&spec.params))?;
         let has_script = add(SCRIPT, Some(&spec.script))?;
         let has_user_data = add(USER_DATA, ci.user_data.as_ref())?;
@@ -204,8 +206,7 @@ impl CompiledBootConfig {
                 })?;
             }
         }
-        if let Some(doc) = tolerate_undefined(self.render(NETWORK_CONFIG, &vars))?
-        {
+        if let Some(doc) = tolerate_undefined(self.render(NETWORK_CONFIG, &vars))? {
             serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&doc).map_err(|e| {
                 RenderError::Template {
                     template: NETWORK_CONFIG,
@@ -291,7 +292,9 @@ impl ConfigCompiler {
                         error: None,
                     }
                 }
-                _ => match CompiledBootConfig::compile(&namespace, &name, generation, &bc.spec, secrets) {
+                _ => match CompiledBootConfig::compile(
+                    &namespace, &name, generation, &bc.spec, secrets,
+                ) {
                     Ok(compiled) => {
                         let compiled = Arc::new(compiled);
                         self.last_good.insert(
@@ -359,14 +362,19 @@ mod tests {
         let st = &states[0];
         assert!(st.error.is_some());
         assert_eq!(st.served.as_ref().unwrap().generation, Some(1));
-        assert!(st.error.as_ref().unwrap().to_string().starts_with("template params:"));
+        assert!(
+            st.error
+                .as_ref()
+                .unwrap()
+                .to_string()
+                .starts_with("template params:")
+        );
     }
 
     #[test]
     fn new_broken_config_serves_nothing() {
         let mut compiler = ConfigCompiler::default();
-        let states =
-            compiler.compile_all(&[bc("a", spec("{% if %}"), 1)], &Secrets::default());
+        let states = compiler.compile_all(&[bc("a", spec("{% if %}"), 1)], &Secrets::default());
         assert!(states[0].served.is_none());
     }
 
@@ -397,7 +405,8 @@ mod tests {
             }),
             ..Default::default()
         });
-        let err = CompiledBootConfig::compile("hpc", "a", None, &s, &Secrets::default()).unwrap_err();
+        let err =
+            CompiledBootConfig::compile("hpc", "a", None, &s, &Secrets::default()).unwrap_err();
         assert!(err.to_string().contains("hpc/creds"), "{err}");
     }
 }

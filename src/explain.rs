@@ -55,7 +55,9 @@ pub struct NodeReport {
 pub enum ExplainError {
     #[error("no node is named '{0}' and it is not a MAC address")]
     NotFound(String),
-    #[error("'{0}' is claimed by nodes in more than one namespace; it cannot be served until only one claims it")]
+    #[error(
+        "'{0}' is claimed by nodes in more than one namespace; it cannot be served until only one claims it"
+    )]
     Ambiguous(String),
 }
 
@@ -93,7 +95,12 @@ pub fn explain(snapshot: &Snapshot, id: &str) -> Result<NodeReport, ExplainError
             Some(prepared.params.clone()),
             String::from_utf8_lossy(&prepared.script).into_owned(),
         ),
-        (BootAnswer::Wait(reason), _) => (None, None, None, wait_script(*reason, asker, 0, &snapshot.settings)),
+        (BootAnswer::Wait(reason), _) => (
+            None,
+            None,
+            None,
+            wait_script(*reason, asker, 0, &snapshot.settings),
+        ),
         (BootAnswer::Boot { .. }, None) => (
             None,
             None,
@@ -134,14 +141,24 @@ fn explain_unknown(snapshot: &Snapshot, mac: Mac) -> NodeReport {
             None,
             None,
             None,
-            wait_script(WaitReason::UnknownNode, Asker::Mac(mac), 0, &snapshot.settings),
+            wait_script(
+                WaitReason::UnknownNode,
+                Asker::Mac(mac),
+                0,
+                &snapshot.settings,
+            ),
             Some(e.to_string()),
         ),
         None => (
             None,
             None,
             None,
-            wait_script(WaitReason::UnknownNode, Asker::Mac(mac), 0, &snapshot.settings),
+            wait_script(
+                WaitReason::UnknownNode,
+                Asker::Mac(mac),
+                0,
+                &snapshot.settings,
+            ),
             None,
         ),
     };

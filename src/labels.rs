@@ -78,10 +78,25 @@ mod tests {
 
     #[test]
     fn keys() {
-        for ok in ["role", "example.com/role", "a", "x_y.z-1", "nodeboot.io/known"] {
+        for ok in [
+            "role",
+            "example.com/role",
+            "a",
+            "x_y.z-1",
+            "nodeboot.io/known",
+        ] {
             assert!(is_valid_key(ok), "{ok}");
         }
-        for bad in ["", "-role", "role-", "Example.com/role", "a/b/c", "/x", "x/", "a b"] {
+        for bad in [
+            "",
+            "-role",
+            "role-",
+            "Example.com/role",
+            "a/b/c",
+            "/x",
+            "x/",
+            "a b",
+        ] {
             assert!(!is_valid_key(bad), "{bad}");
         }
     }

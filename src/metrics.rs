@@ -119,7 +119,11 @@ impl Metrics {
         }
         let latency = Endpoint::ALL
             .iter()
-            .map(|e| latency_family.get_or_create(&EndpointLabels { endpoint: *e }).clone())
+            .map(|e| {
+                latency_family
+                    .get_or_create(&EndpointLabels { endpoint: *e })
+                    .clone()
+            })
             .collect();
 
         registry.register(
@@ -166,7 +170,10 @@ impl Metrics {
     }
 
     pub fn observe_request(&self, endpoint: Endpoint, outcome: Outcome, elapsed: Duration) {
-        let e = Endpoint::ALL.iter().position(|x| *x == endpoint).unwrap_or(0);
+        let e = Endpoint::ALL
+            .iter()
+            .position(|x| *x == endpoint)
+            .unwrap_or(0);
         let o = Outcome::ALL.iter().position(|x| *x == outcome).unwrap_or(0);
         if let Some(c) = self.requests.get(e * Outcome::ALL.len() + o) {
             c.inc();

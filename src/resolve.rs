@@ -153,7 +153,10 @@ pub fn resolve_namespace(
         let matching: Vec<&Arc<CompiledBootConfig>> = configs_sorted
             .iter()
             .copied()
-            .filter(|c| c.selector.matches(|k| node.labels.get(k).map(String::as_str)))
+            .filter(|c| {
+                c.selector
+                    .matches(|k| node.labels.get(k).map(String::as_str))
+            })
             .collect();
         node.candidates = matching
             .iter()
@@ -171,7 +174,11 @@ pub fn resolve_namespace(
         let group = groups[g];
         let bc_meta = node.outcome.config().map(|c| &c.meta_data);
         node.meta = merge_meta(
-            &[bc_meta, Some(&group.spec.meta_data), Some(&group.spec.nodes[n].meta_data)],
+            &[
+                bc_meta,
+                Some(&group.spec.meta_data),
+                Some(&group.spec.nodes[n].meta_data),
+            ],
             &node.name,
             &node.hostname,
         );
@@ -210,8 +217,12 @@ fn decide(
         for c in &tied {
             if let Some(s) = summaries.get_mut(&c.name) {
                 s.tied_nodes += 1;
-                s.tied_with
-                    .extend(names.iter().filter(|n| **n != c.name).map(|n| n.to_string()));
+                s.tied_with.extend(
+                    names
+                        .iter()
+                        .filter(|n| **n != c.name)
+                        .map(|n| n.to_string()),
+                );
             }
         }
         return Outcome::Conflict(format!(
@@ -364,7 +375,10 @@ mod tests {
         let mut g = NodeGroup::new(
             name,
             NodeGroupSpec {
-                labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 nodes,
                 ..Default::default()
             },
@@ -382,7 +396,11 @@ mod tests {
         }
     }
 
-    fn config(name: &str, priority: i32, selector: Option<LabelSelector>) -> Arc<CompiledBootConfig> {
+    fn config(
+        name: &str,
+        priority: i32,
+        selector: Option<LabelSelector>,
+    ) -> Arc<CompiledBootConfig> {
         let spec = BootConfigSpec {
             kernel: format!("http://img/{name}/vmlinuz"),
             priority,
@@ -390,12 +408,19 @@ mod tests {
             auto_params: true,
             ..Default::default()
         };
-        Arc::new(CompiledBootConfig::compile("hpc", name, Some(1), &spec, &Secrets::default()).unwrap())
+        Arc::new(
+            CompiledBootConfig::compile("hpc", name, Some(1), &spec, &Secrets::default()).unwrap(),
+        )
     }
 
     fn labels(pairs: &[(&str, &str)]) -> LabelSelector {
         LabelSelector {
-            match_labels: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            match_labels: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             ..Default::default()
         }
     }
@@ -404,7 +429,11 @@ mod tests {
     fn priority_wins_and_ties_conflict() {
         let mut gpu = node("n2", "02:00:00:00:00:02", Some(2));
         gpu.labels.insert("gpu".into(), "a100".into());
-        let g = group("cab", &[("role", "compute")], vec![node("n1", "02:00:00:00:00:01", Some(1)), gpu]);
+        let g = group(
+            "cab",
+            &[("role", "compute")],
+            vec![node("n1", "02:00:00:00:00:01", Some(1)), gpu],
+        );
         let configs = vec![
             config("compute", 0, Some(labels(&[("role", "compute")]))),
             config("gpu", 10, Some(labels(&[("gpu", "a100")]))),
@@ -423,7 +452,11 @@ mod tests {
         let r = resolve_namespace("hpc", &[&g], &tie);
         for n in &r.nodes {
             assert_eq!(n.outcome.phase(), NodePhase::Conflict);
-            assert!(n.outcome.message().contains("a, b tie at priority 5"), "{}", n.outcome.message());
+            assert!(
+                n.outcome.message().contains("a, b tie at priority 5"),
+                "{}",
+                n.outcome.message()
+            );
         }
         assert_eq!(r.configs["a"].tied_with, vec!["b".to_string()]);
         assert_eq!(r.configs["b"].tied_nodes, 2);
@@ -432,12 +465,23 @@ mod tests {
     #[test]
     fn duplicates_are_conflicts_naming_both_parties() {
         let g1 = group("g1", &[], vec![node("n1", "02:00:00:00:00:01", Some(1))]);
-        let g2 = group("g2", &[], vec![node("n2", "02-00-00-00-00-01", Some(1)), node("n3", "02:00:00:00:00:03", None)]);
+        let g2 = group(
+            "g2",
+            &[],
+            vec![
+                node("n2", "02-00-00-00-00-01", Some(1)),
+                node("n3", "02:00:00:00:00:03", None),
+            ],
+        );
         let configs = vec![config("all", 0, Some(LabelSelector::default()))];
         let r = resolve_namespace("hpc", &[&g1, &g2], &configs);
         let n1 = &r.nodes[0];
         assert_eq!(n1.outcome.phase(), NodePhase::Conflict);
-        assert!(n1.outcome.message().contains("MAC 02:00:00:00:00:01 is also claimed by n2 (NodeGroup g2)"));
+        assert!(
+            n1.outcome
+                .message()
+                .contains("MAC 02:00:00:00:00:01 is also claimed by n2 (NodeGroup g2)")
+        );
         assert!(n1.outcome.message().contains("NID 1 is also claimed by n2"));
         assert_eq!(r.nodes[1].outcome.phase(), NodePhase::Conflict);
         assert_eq!(r.nodes[2].outcome.phase(), NodePhase::Assigned);

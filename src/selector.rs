@@ -172,8 +172,14 @@ mod tests {
         for e in sel.match_expressions.iter().flatten() {
             let vals = e.values.clone().unwrap_or_default();
             let ok = match e.operator.as_str() {
-                "In" => labels.get(&e.key).map(|v| vals.contains(v)).unwrap_or(false),
-                "NotIn" => labels.get(&e.key).map(|v| !vals.contains(v)).unwrap_or(true),
+                "In" => labels
+                    .get(&e.key)
+                    .map(|v| vals.contains(v))
+                    .unwrap_or(false),
+                "NotIn" => labels
+                    .get(&e.key)
+                    .map(|v| !vals.contains(v))
+                    .unwrap_or(true),
                 "Exists" => labels.contains_key(&e.key),
                 "DoesNotExist" => !labels.contains_key(&e.key),
                 _ => unreachable!(),
@@ -186,7 +192,8 @@ mod tests {
     }
 
     fn key() -> impl Strategy<Value = String> {
-        prop::sample::select(vec!["role", "gpu", "cabinet", "example.com/rack"]).prop_map(String::from)
+        prop::sample::select(vec!["role", "gpu", "cabinet", "example.com/rack"])
+            .prop_map(String::from)
     }
     fn value() -> impl Strategy<Value = String> {
         prop::sample::select(vec!["a", "b", "c", ""]).prop_map(String::from)

@@ -1,3 +1,6 @@
+// kube's printcolumn(...) repeats `type_ = ...` by design; clippy reads that as a duplicate.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -21,10 +24,26 @@ use super::schema;
     derive = "Default",
     doc = "NodeGroup lists compute nodes (name, MACs, NID, IP) and the labels that BootConfig selectors match.",
     printcolumn(name = "Nodes", type_ = "integer", json_path = ".status.nodeCount"),
-    printcolumn(name = "Assigned", type_ = "integer", json_path = ".status.assignedCount"),
-    printcolumn(name = "Conflicts", type_ = "integer", json_path = ".status.conflictCount"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Assigned",
+        type_ = "integer",
+        json_path = ".status.assignedCount"
+    ),
+    printcolumn(
+        name = "Conflicts",
+        type_ = "integer",
+        json_path = ".status.conflictCount"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NodeGroupSpec {

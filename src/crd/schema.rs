@@ -127,8 +127,8 @@ pub fn node_selector(generator: &mut SchemaGenerator) -> Schema {
 }
 
 pub fn conditions(generator: &mut SchemaGenerator) -> Schema {
-    let item = generator
-        .subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>();
+    let item =
+        generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>();
     json_schema!({
         "type": "array",
         "items": item,

@@ -40,7 +40,9 @@ fn check_user_labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(
         if !labels::is_valid_value(value) {
             return Err(err(
                 format!("{field}[{key}]"),
-                format!("'{value}' is not a valid label value (alphanumerics and -_. inside, at most 63 characters)"),
+                format!(
+                    "'{value}' is not a valid label value (alphanumerics and -_. inside, at most 63 characters)"
+                ),
             ));
         }
     }
@@ -71,14 +73,19 @@ pub fn validate_node_group(spec: &NodeGroupSpec) -> Result<(), SpecError> {
             ));
         }
         if !names.insert(node.name.as_str()) {
-            return Err(err(at("name"), format!("duplicate node name '{}'", node.name)));
+            return Err(err(
+                at("name"),
+                format!("duplicate node name '{}'", node.name),
+            ));
         }
         if node.macs.is_empty() {
             return Err(err(at("macs"), "at least one MAC is required"));
         }
         let mut macs = HashSet::new();
         for raw in &node.macs {
-            let mac: Mac = raw.parse().map_err(|e: crate::mac::MacParseError| err(at("macs"), e.to_string()))?;
+            let mac: Mac = raw
+                .parse()
+                .map_err(|e: crate::mac::MacParseError| err(at("macs"), e.to_string()))?;
             if !macs.insert(mac) {
                 return Err(err(at("macs"), format!("MAC {mac} is listed twice")));
             }
@@ -91,12 +98,18 @@ pub fn validate_node_group(spec: &NodeGroupSpec) -> Result<(), SpecError> {
         if let Some(ip) = &node.ip
             && ip.parse::<IpAddr>().is_err()
         {
-            return Err(err(at("ip"), format!("'{ip}' is not an IPv4 or IPv6 address")));
+            return Err(err(
+                at("ip"),
+                format!("'{ip}' is not an IPv4 or IPv6 address"),
+            ));
         }
         if let Some(hostname) = &node.hostname
             && !labels::is_valid_hostname(hostname)
         {
-            return Err(err(at("hostname"), format!("'{hostname}' is not an RFC 1123 host name")));
+            return Err(err(
+                at("hostname"),
+                format!("'{hostname}' is not an RFC 1123 host name"),
+            ));
         }
         check_user_labels(&at("labels"), &node.labels)?;
     }
@@ -108,10 +121,16 @@ fn check_url(field: &str, url: &str) -> Result<(), SpecError> {
         .iter()
         .any(|s| url.starts_with(s) && url.len() > s.len());
     if !scheme_ok {
-        return Err(err(field, format!("'{url}' must be an http, https or tftp URL")));
+        return Err(err(
+            field,
+            format!("'{url}' must be an http, https or tftp URL"),
+        ));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(err(field, "URLs may not contain white space or control characters"));
+        return Err(err(
+            field,
+            "URLs may not contain white space or control characters",
+        ));
     }
     Ok(())
 }
@@ -152,7 +171,9 @@ mod tests {
             nodes: vec![node("n1", "02:00:00:00:00:01")],
             ..Default::default()
         };
-        spec.nodes[0].labels.insert("nodeboot.io/known".into(), "true".into());
+        spec.nodes[0]
+            .labels
+            .insert("nodeboot.io/known".into(), "true".into());
         let e = validate_node_group(&spec).unwrap_err();
         assert_eq!(e.field, "spec.nodes[0].labels[nodeboot.io/known]");
     }
@@ -163,12 +184,23 @@ mod tests {
             nodes: vec![node("n1", "02:00:00:00:00:0g")],
             ..Default::default()
         };
-        assert_eq!(validate_node_group(&spec).unwrap_err().field, "spec.nodes[0].macs");
+        assert_eq!(
+            validate_node_group(&spec).unwrap_err().field,
+            "spec.nodes[0].macs"
+        );
         let spec = NodeGroupSpec {
-            nodes: vec![node("n1", "02:00:00:00:00:01"), node("n1", "02:00:00:00:00:02")],
+            nodes: vec![
+                node("n1", "02:00:00:00:00:01"),
+                node("n1", "02:00:00:00:00:02"),
+            ],
             ..Default::default()
         };
-        assert!(validate_node_group(&spec).unwrap_err().message.contains("duplicate"));
+        assert!(
+            validate_node_group(&spec)
+                .unwrap_err()
+                .message
+                .contains("duplicate")
+        );
     }
 
     #[test]
@@ -190,6 +222,9 @@ mod tests {
             kernel: "ftp://x/vmlinuz".into(),
             ..Default::default()
         };
-        assert_eq!(validate_boot_config(&spec).unwrap_err().field, "spec.kernel");
+        assert_eq!(
+            validate_boot_config(&spec).unwrap_err().field,
+            "spec.kernel"
+        );
     }
 }

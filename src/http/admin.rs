@@ -29,7 +29,11 @@ pub async fn readyz(State(state): State<AdminState>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         "ok\n".into_response()
     } else {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not ready: the first inventory has not been loaded yet").into_response()
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first inventory has not been loaded yet",
+        )
+        .into_response()
     }
 }
 
@@ -37,11 +41,18 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
     state.metrics.set_phase_counts(state.snapshot.load().counts);
     match state.metrics.encode() {
         Ok(body) => (
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         )
             .into_response(),
-        Err(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded").into_response(),
+        Err(_) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded",
+        )
+        .into_response(),
     }
 }
 
@@ -50,7 +61,9 @@ pub async fn node(State(state): State<AdminState>, Path(id): Path<String>) -> Re
     match explain(&snapshot, &id) {
         Ok(report) => Json(report).into_response(),
         Err(e @ ExplainError::NotFound(_)) => Problem::not_found(e.to_string()).into_response(),
-        Err(e @ ExplainError::Ambiguous(_)) => Problem::new(StatusCode::CONFLICT, e.to_string()).into_response(),
+        Err(e @ ExplainError::Ambiguous(_)) => {
+            Problem::new(StatusCode::CONFLICT, e.to_string()).into_response()
+        }
     }
 }
 

@@ -23,7 +23,9 @@ use crate::mac::Mac;
 use crate::metrics::{Endpoint, Metrics, Outcome};
 use crate::render::ipxe::{Asker, WaitReason};
 use crate::render::{CloudInitDocs, wait_script, with_retry_tail};
-use crate::serving::{BootAnswer, Found, PreparedCloudInit, ServedNode, SharedSnapshot, Snapshot, UnknownNode};
+use crate::serving::{
+    BootAnswer, Found, PreparedCloudInit, ServedNode, SharedSnapshot, Snapshot, UnknownNode,
+};
 
 /// Who may read cloud-init data, and which proxies may say who a client is.
 #[derive(Debug, Clone, Default)]
@@ -76,7 +78,10 @@ fn present(v: &Option<String>) -> Option<&str> {
 
 fn parse_ident(q: &BootQuery) -> Result<Ident, Problem> {
     if let Some(mac) = present(&q.mac) {
-        return mac.parse().map(Ident::Mac).map_err(|e: crate::mac::MacParseError| Problem::bad_request(e.to_string()));
+        return mac
+            .parse()
+            .map(Ident::Mac)
+            .map_err(|e: crate::mac::MacParseError| Problem::bad_request(e.to_string()));
     }
     if let Some(name) = present(&q.name) {
         // A name goes back into the retry script's URL: only label-value syntax may pass.
@@ -94,7 +99,12 @@ fn parse_ident(q: &BootQuery) -> Result<Ident, Problem> {
             .ok()
             .filter(|n| *n >= 0)
             .map(Ident::Nid)
-            .ok_or_else(|| Problem::bad_request(format!("nid '{}' is not a number >= 0", nid.chars().take(32).collect::<String>())));
+            .ok_or_else(|| {
+                Problem::bad_request(format!(
+                    "nid '{}' is not a number >= 0",
+                    nid.chars().take(32).collect::<String>()
+                ))
+            });
     }
     Err(Problem::bad_request(
         "give the node as mac=, name= or nid= (for example ?mac=aa:bb:cc:dd:ee:ff)",
@@ -104,9 +114,12 @@ fn parse_ident(q: &BootQuery) -> Result<Ident, Problem> {
 fn parse_retry(q: &BootQuery) -> Result<u32, Problem> {
     match present(&q.retry) {
         None => Ok(0),
-        Some(r) => r
-            .parse()
-            .map_err(|_| Problem::bad_request(format!("retry '{}' is not a number >= 0", r.chars().take(32).collect::<String>()))),
+        Some(r) => r.parse().map_err(|_| {
+            Problem::bad_request(format!(
+                "retry '{}' is not a number >= 0",
+                r.chars().take(32).collect::<String>()
+            ))
+        }),
     }
 }
 
@@ -117,7 +130,10 @@ fn wants_json(q: &BootQuery) -> bool {
 fn text(body: Bytes) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         body,
@@ -135,7 +151,12 @@ fn outcome_of(status: StatusCode) -> Outcome {
     }
 }
 
-fn finish(state: &BootState, endpoint: Endpoint, start: Instant, result: Result<(Response, Outcome), Problem>) -> Response {
+fn finish(
+    state: &BootState,
+    endpoint: Endpoint,
+    start: Instant,
+    result: Result<(Response, Outcome), Problem>,
+) -> Response {
     let (response, outcome) = match result {
         Ok(ok) => ok,
         Err(problem) => {
@@ -144,14 +165,21 @@ fn finish(state: &BootState, endpoint: Endpoint, start: Instant, result: Result<
             (response, outcome)
         }
     };
-    state.metrics.observe_request(endpoint, outcome, start.elapsed());
+    state
+        .metrics
+        .observe_request(endpoint, outcome, start.elapsed());
     response
 }
 
 pub async fn bootstrap(State(state): State<BootState>) -> Response {
     let start = Instant::now();
     let response = text(state.bootstrap.clone());
-    finish(&state, Endpoint::bootstrap, start, Ok((response, Outcome::ok)))
+    finish(
+        &state,
+        Endpoint::bootstrap,
+        start,
+        Ok((response, Outcome::ok)),
+    )
 }
 
 #[derive(Serialize)]
@@ -193,9 +221,17 @@ pub async fn bootscript(
     finish(&state, Endpoint::bootscript, start, result)
 }
 
-fn wait(snapshot: &Snapshot, reason: WaitReason, ident: &Ident, retry: u32, json: bool) -> Result<(Response, Outcome), Problem> {
+fn wait(
+    snapshot: &Snapshot,
+    reason: WaitReason,
+    ident: &Ident,
+    retry: u32,
+    json: bool,
+) -> Result<(Response, Outcome), Problem> {
     if json {
-        return Err(Problem::not_found("this node has no boot configuration yet (unknown, unassigned or in conflict); see nodeboot explain"));
+        return Err(Problem::not_found(
+            "this node has no boot configuration yet (unknown, unassigned or in conflict); see nodeboot explain",
+        ));
     }
     let script = wait_script(reason, ident.asker(), retry, &snapshot.settings);
     Ok((text(Bytes::from(script)), Outcome::wait))
@@ -224,7 +260,9 @@ fn known_bootscript(
             }
             return wait(snapshot, *reason, ident, retry, json);
         }
-        (BootAnswer::Boot { .. }, None) => return wait(snapshot, WaitReason::Unassigned, ident, retry, json),
+        (BootAnswer::Boot { .. }, None) => {
+            return wait(snapshot, WaitReason::Unassigned, ident, retry, json);
+        }
     };
     if json {
         let body = BootJson {
@@ -237,7 +275,12 @@ fn known_bootscript(
     let body = match prepared.head_len {
         Some(head_len) if retry > 0 => {
             let head = std::str::from_utf8(&prepared.script[..head_len]).unwrap_or_default();
-            Bytes::from(with_retry_tail(head, Asker::Mac(prepared.mac), retry, &snapshot.settings))
+            Bytes::from(with_retry_tail(
+                head,
+                Asker::Mac(prepared.mac),
+                retry,
+                &snapshot.settings,
+            ))
         }
         _ => prepared.script.clone(),
     };
@@ -264,7 +307,12 @@ fn unknown_bootscript(
                 return Ok((Json(body).into_response(), Outcome::ok));
             }
             let script = match b.head_len {
-                Some(head_len) if retry > 0 => with_retry_tail(&b.script[..head_len], Asker::Mac(mac), retry, &snapshot.settings),
+                Some(head_len) if retry > 0 => with_retry_tail(
+                    &b.script[..head_len],
+                    Asker::Mac(mac),
+                    retry,
+                    &snapshot.settings,
+                ),
                 _ => b.script,
             };
             Ok((text(Bytes::from(script)), Outcome::ok))
@@ -305,7 +353,12 @@ pub async fn bootparameters(
         };
         let node = match found {
             Found::Node(n) => n,
-            Found::Ambiguous => return Err(Problem::new(StatusCode::CONFLICT, "several nodes claim this identifier")),
+            Found::Ambiguous => {
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "several nodes claim this identifier",
+                ));
+            }
             Found::Missing => return Err(Problem::not_found("no node has this identifier")),
         };
         let Some((config, prepared)) = node.boot_for(asked_mac) else {
@@ -398,18 +451,28 @@ pub async fn cloud_init_by_id(
                 }
                 serve_doc(&node.cloud_init, doc)
             }
-            Found::Ambiguous => Err(Problem::new(StatusCode::CONFLICT, format!("'{id}' is claimed by several nodes"))),
+            Found::Ambiguous => Err(Problem::new(
+                StatusCode::CONFLICT,
+                format!("'{id}' is claimed by several nodes"),
+            )),
             Found::Missing => {
                 let Ok(mac) = id.parse::<Mac>() else {
-                    return Err(Problem::not_found(format!("no node is named '{id}' and it is not a MAC address")));
+                    return Err(Problem::not_found(format!(
+                        "no node is named '{id}' and it is not a MAC address"
+                    )));
                 };
                 let unknown = UnknownNode::resolve(&snapshot, mac, None);
                 if unknown.resolution.outcome.config().is_none() {
-                    return Err(Problem::not_found(format!("{mac} is in no NodeGroup and no discovery BootConfig matches it")));
+                    return Err(Problem::not_found(format!(
+                        "{mac} is in no NodeGroup and no discovery BootConfig matches it"
+                    )));
                 }
                 let docs = unknown.cloud_init(&snapshot).map_err(|e| {
                     tracing::warn!(%mac, error = %e, "discovery cloud-init failed to render");
-                    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "the discovery BootConfig failed to render; see its status")
+                    Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the discovery BootConfig failed to render; see its status",
+                    )
                 })?;
                 serve_doc(&rendered_docs(docs), doc)
             }
@@ -431,7 +494,10 @@ pub async fn cloud_init_by_source(
         let snapshot = state.snapshot.load();
         match snapshot.by_ip(from) {
             Found::Node(node) => serve_doc(&node.cloud_init, doc),
-            Found::Ambiguous => Err(Problem::new(StatusCode::CONFLICT, format!("several nodes have address {from}"))),
+            Found::Ambiguous => Err(Problem::new(
+                StatusCode::CONFLICT,
+                format!("several nodes have address {from}"),
+            )),
             Found::Missing => Err(Problem::not_found(format!(
                 "no node has address {from}; ask /cloud-init/<node name>/{} instead",
                 match doc {

@@ -64,7 +64,10 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "192.0.2.9".parse().unwrap();
-        assert_eq!(client_ip(lo, &headers("10.1.0.7"), &trusted), "10.1.0.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(lo, &headers("10.1.0.7"), &trusted),
+            "10.1.0.7".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(client_ip(other, &headers("10.1.0.7"), &trusted), other);
         // A client-supplied entry left of the one the proxy appended is ignored.
         assert_eq!(

@@ -62,7 +62,10 @@ pub fn boot_router(state: boot::BootState, limits: &Limits) -> Router {
         .fallback(boot::not_found)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
 }
 
 pub fn admin_router(state: admin::AdminState, limits: &Limits) -> Router {
@@ -74,7 +77,10 @@ pub fn admin_router(state: admin::AdminState, limits: &Limits) -> Router {
         .fallback(admin::not_found)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets open connections
@@ -108,11 +114,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = router.clone().map_request(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(Peer(peer));
-            req
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let service = router
+            .clone()
+            .map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(Peer(peer));
+                req
+            });
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -18,7 +18,10 @@ pub fn merge_meta(
         }
     }
     if !merged.contains_key("instance-id") {
-        merged.insert("instance-id".into(), Value::String(default_instance_id.into()));
+        merged.insert(
+            "instance-id".into(),
+            Value::String(default_instance_id.into()),
+        );
     }
     merged.insert("local-hostname".into(), Value::String(hostname.into()));
     merged.insert("hostname".into(), Value::String(hostname.into()));
@@ -49,7 +52,11 @@ mod tests {
     fn layers_merge_lowest_first() {
         let bc: MetaData = [("ntp".into(), "1.1.1.1".into()), ("a".into(), "bc".into())].into();
         let group: MetaData = [("a".into(), "group".into())].into();
-        let node: MetaData = [("a".into(), "node".into()), ("hostname".into(), "evil".into())].into();
+        let node: MetaData = [
+            ("a".into(), "node".into()),
+            ("hostname".into(), "evil".into()),
+        ]
+        .into();
         let m = merge_meta(&[Some(&bc), Some(&group), Some(&node)], "x1", "nid0001");
         assert_eq!(m["a"], "node");
         assert_eq!(m["ntp"], "1.1.1.1");

@@ -124,7 +124,8 @@ pub fn render_cloud_init(
     boot_params: Option<&str>,
     settings: &RenderSettings,
 ) -> Result<CloudInitDocs, RenderError> {
-    let meta_data = cloud_init::meta_data_yaml(node.meta).map_err(|e| RenderError::MetaData(e.to_string()))?;
+    let meta_data =
+        cloud_init::meta_data_yaml(node.meta).map_err(|e| RenderError::MetaData(e.to_string()))?;
     let Some(config) = config else {
         return Ok(CloudInitDocs {
             meta_data,
@@ -152,12 +153,28 @@ pub fn render_cloud_init(
 }
 
 /// The script for a node that cannot boot yet: wait, then ask again.
-pub fn wait_script(reason: WaitReason, asker: Asker<'_>, retry: u32, settings: &RenderSettings) -> String {
-    ipxe::wait_script(reason, &settings.server_url, asker, retry, settings.retry_max_delay)
+pub fn wait_script(
+    reason: WaitReason,
+    asker: Asker<'_>,
+    retry: u32,
+    settings: &RenderSettings,
+) -> String {
+    ipxe::wait_script(
+        reason,
+        &settings.server_url,
+        asker,
+        retry,
+        settings.retry_max_delay,
+    )
 }
 
 /// The default script with the retry tail for round `retry` (the pre-rendered script is for 0).
-pub fn with_retry_tail(head: &str, asker: Asker<'_>, retry: u32, settings: &RenderSettings) -> String {
+pub fn with_retry_tail(
+    head: &str,
+    asker: Asker<'_>,
+    retry: u32,
+    settings: &RenderSettings,
+) -> String {
     let mut script = String::with_capacity(head.len() + 200);
     script.push_str(head);
     ipxe::retry_tail(

@@ -96,6 +96,9 @@ mod tests {
     fn one_line_check() {
         assert_eq!(check_one_line("a b"), Ok(()));
         assert_eq!(check_one_line("a\nkernel x"), Err(ParamsError::MultiLine));
-        assert_eq!(check_one_line("a\u{7}"), Err(ParamsError::ControlChar('\u{7}')));
+        assert_eq!(
+            check_one_line("a\u{7}"),
+            Err(ParamsError::ControlChar('\u{7}'))
+        );
     }
 }

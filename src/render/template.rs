@@ -22,7 +22,9 @@ const FUEL_PER_RENDER: u64 = 200_000;
 /// Characters a value interpolated into an iPXE template may not carry: iPXE splits commands
 /// on white space and the `||`, `&&`, `;` and `#` tokens, expands `${...}`, and quotes with `"'\`.
 pub fn ipxe_unsafe_char(c: char) -> bool {
-    c.is_whitespace() || c.is_control() || matches!(c, '|' | '&' | ';' | '#' | '$' | '"' | '\'' | '\\')
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c, '|' | '&' | ';' | '#' | '$' | '"' | '\'' | '\\')
 }
 
 /// A fresh environment: strict about undefined variables (a typo is an error, not an empty
@@ -120,7 +122,8 @@ mod tests {
 
     fn render(template: &str, name: &str, meta: serde_json::Value) -> Result<String, Error> {
         let mut env = new_environment();
-        env.add_template_owned(name.to_owned(), template.to_owned()).unwrap();
+        env.add_template_owned(name.to_owned(), template.to_owned())
+            .unwrap();
         let labels = Labels::new();
         let meta = meta.as_object().cloned().unwrap_or_default();
         let macs = [Mac::new([2, 0, 0, 0, 0, 1])];
@@ -149,12 +152,28 @@ mod tests {
 
     #[test]
     fn ipxe_templates_refuse_command_injection_from_values() {
-        for evil in ["x || shell", "x\nshell", "a;b", "${net0/mac}", "x&&reboot", "#c", "a\"b"] {
-            let got = render("root=live:{{ meta.v }}", PARAMS, serde_json::json!({"v": evil}));
+        for evil in [
+            "x || shell",
+            "x\nshell",
+            "a;b",
+            "${net0/mac}",
+            "x&&reboot",
+            "#c",
+            "a\"b",
+        ] {
+            let got = render(
+                "root=live:{{ meta.v }}",
+                PARAMS,
+                serde_json::json!({"v": evil}),
+            );
             assert!(got.is_err(), "{evil:?} was accepted: {got:?}");
         }
         // The same value is fine in cloud-init data, where iPXE never sees it.
-        let ud = render("#cloud-config\nx: {{ meta.v }}\n", USER_DATA, serde_json::json!({"v": "a b"}));
+        let ud = render(
+            "#cloud-config\nx: {{ meta.v }}\n",
+            USER_DATA,
+            serde_json::json!({"v": "a b"}),
+        );
         assert_eq!(ud.unwrap(), "#cloud-config\nx: a b\n");
     }
 
@@ -166,7 +185,10 @@ mod tests {
             serde_json::json!({}),
         )
         .unwrap();
-        assert_eq!(out, "console=ttyS0 quiet nid=1 host=nid0001 srv=http://10.0.0.1:8080");
+        assert_eq!(
+            out,
+            "console=ttyS0 quiet nid=1 host=nid0001 srv=http://10.0.0.1:8080"
+        );
     }
 
     #[test]

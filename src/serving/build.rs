@@ -8,7 +8,9 @@ use bytes::Bytes;
 
 use super::{BootAnswer, PreparedBoot, PreparedCloudInit, RenderFailure, ServedNode, Snapshot};
 use crate::compile::{ConfigCompiler, ConfigState};
-use crate::crd::{BootConfig, NodeGroup, NodeGroupStatus, NodePhase, NodeStatus, validate_node_group};
+use crate::crd::{
+    BootConfig, NodeGroup, NodeGroupStatus, NodePhase, NodeStatus, validate_node_group,
+};
 use crate::render::ipxe::WaitReason;
 use crate::render::template::NodeView;
 use crate::render::{RenderError, RenderSettings, render_boot, render_cloud_init};
@@ -106,11 +108,19 @@ pub fn build(
             }
             served_nodes.push(served_node);
         }
-        report.node_groups.extend(group_reports(groups, &served_nodes[first_served..]));
+        report
+            .node_groups
+            .extend(group_reports(groups, &served_nodes[first_served..]));
         for st in states.iter().filter(|s| s.namespace == ns) {
-            let summary = resolution.configs.get(&st.name).cloned().unwrap_or_default();
+            let summary = resolution
+                .configs
+                .get(&st.name)
+                .cloned()
+                .unwrap_or_default();
             let failures = render_failures.remove(&(ns.to_owned(), st.name.clone()));
-            report.boot_configs.push(config_report(st, &summary, failures));
+            report
+                .boot_configs
+                .push(config_report(st, &summary, failures));
         }
     }
     for (group, err) in invalid_groups {
@@ -127,7 +137,10 @@ pub fn build(
         });
     }
     discovery.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    (Snapshot::new(served_nodes, discovery, settings.clone()), report)
+    (
+        Snapshot::new(served_nodes, discovery, settings.clone()),
+        report,
+    )
 }
 
 fn view<'a>(node: &'a ResolvedNode, mac: Option<crate::mac::Mac>) -> NodeView<'a> {
@@ -190,7 +203,11 @@ fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode
             render_error: None,
         },
         Err(err) => {
-            let config = node.outcome.config().map(|c| c.name.clone()).unwrap_or_default();
+            let config = node
+                .outcome
+                .config()
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
             let message = format!("BootConfig {config} failed to render for this node: {err}");
             node.outcome = Outcome::Unassigned(message);
             ServedNode {
@@ -276,7 +293,10 @@ fn config_report(
 ) -> ConfigReport {
     let mut notes = Vec::new();
     if summary.outranked > 0 {
-        notes.push(format!("outranked by a higher priority on {} nodes", summary.outranked));
+        notes.push(format!(
+            "outranked by a higher priority on {} nodes",
+            summary.outranked
+        ));
     }
     if !summary.tied_with.is_empty() {
         notes.push(format!(
@@ -291,13 +311,18 @@ fn config_report(
             reason: "InvalidSpec",
             message: format!(
                 "{err}; still serving generation {}",
-                served.generation.map(|g| g.to_string()).unwrap_or_else(|| "unknown".into())
+                served
+                    .generation
+                    .map(|g| g.to_string())
+                    .unwrap_or_else(|| "unknown".into())
             ),
         },
         (Some(err), None, _) => ReadyCondition {
             ready: false,
             reason: "InvalidSpec",
-            message: format!("{err}; no earlier version to serve, so this BootConfig matches no node"),
+            message: format!(
+                "{err}; no earlier version to serve, so this BootConfig matches no node"
+            ),
         },
         (None, _, Some(failures)) => ReadyCondition {
             ready: false,
@@ -305,7 +330,12 @@ fn config_report(
             message: format!(
                 "failed to render for {} nodes, which boot nothing: {}",
                 failures.len(),
-                failures.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                failures
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         },
         (None, _, None) if !summary.tied_with.is_empty() => ReadyCondition {

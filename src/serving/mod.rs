@@ -16,8 +16,8 @@ use bytes::Bytes;
 use crate::compile::CompiledBootConfig;
 use crate::crd::NodePhase;
 use crate::mac::Mac;
-use crate::render::ipxe::WaitReason;
 use crate::render::RenderSettings;
+use crate::render::ipxe::WaitReason;
 use crate::resolve::ResolvedNode;
 
 /// A node's boot answer for one of its MACs.

@@ -60,9 +60,12 @@ impl UnknownNode {
     /// The discovery boot, when a discovery BootConfig wins for this node.
     pub fn boot(&self, snapshot: &Snapshot) -> Option<Result<BootRender, RenderError>> {
         match &self.resolution.outcome {
-            Outcome::Assigned(config) => {
-                Some(render_boot(config, &self.view(), &self.id, &snapshot.settings))
-            }
+            Outcome::Assigned(config) => Some(render_boot(
+                config,
+                &self.view(),
+                &self.id,
+                &snapshot.settings,
+            )),
             _ => None,
         }
     }

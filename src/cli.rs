@@ -1,0 +1,142 @@
+//! Command-line interface: the verbs and flags of DESIGN.md.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+
+use crate::http::boot::AccessPolicy;
+use crate::render::RenderSettings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nodeboot",
+    version,
+    about = "Network boot for HPC nodes: iPXE scripts and cloud-init data from NodeGroup and BootConfig resources"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "NODEBOOT_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve NodeGroups, BootConfigs and Secrets from YAML files, without a cluster; reloads on change.
+    Serve {
+        /// Directory of manifests (multi-document YAML, searched recursively).
+        #[arg(long, env = "NODEBOOT_MANIFESTS")]
+        manifests: PathBuf,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Print the CustomResourceDefinitions (what crds/ holds).
+    Crds,
+    /// Show what a node (name or MAC) gets and why.
+    Explain {
+        /// Read the inventory from this directory of manifests.
+        #[arg(long)]
+        manifests: PathBuf,
+        /// Node name or MAC address, in any notation.
+        id: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
+        output: OutputFormat,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// Flags shared by every command that serves or renders.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Boot listener address (faces the boot network; no authentication).
+    #[arg(long, default_value = "0.0.0.0:8080", env = "NODEBOOT_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Admin listener address: /healthz, /readyz, /metrics, /nodes/{id}.
+    #[arg(long, default_value = "0.0.0.0:9090", env = "NODEBOOT_ADMIN_LISTEN")]
+    pub admin_listen: SocketAddr,
+
+    /// Base URL nodes use to reach the boot listener (for example http://10.1.0.1:8080).
+    /// Defaults to the listen address, with 127.0.0.1 for an unspecified one.
+    #[arg(long, env = "NODEBOOT_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// CIDRs of proxies whose X-Forwarded-For is believed (comma-separated).
+    #[arg(long, value_delimiter = ',', env = "NODEBOOT_TRUSTED_PROXIES")]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Serve a node that has an `ip` its cloud-init data only at that address.
+    #[arg(long, value_enum, default_value_t = OnOff::On, env = "NODEBOOT_CLOUD_INIT_SOURCE_CHECK")]
+    pub cloud_init_source_check: OnOff,
+
+    /// Longest sleep, in seconds, of the retry loop of nodes that cannot boot yet.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600), env = "NODEBOOT_RETRY_MAX_DELAY")]
+    pub retry_max_delay: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--advertise-url '{0}' must be an http:// or https:// URL without spaces, query or fragment"
+)]
+pub struct AdvertiseUrlError(String);
+
+impl ServeArgs {
+    pub fn advertise_url(&self) -> Result<String, AdvertiseUrlError> {
+        let url = match &self.advertise_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => {
+                let mut addr = self.listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}")
+            }
+        };
+        // The URL is written into every iPXE script: nothing that iPXE would split or expand.
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && !url.contains(['?', '#'])
+            && !url.chars().any(crate::render::template::ipxe_unsafe_char);
+        if ok {
+            Ok(url)
+        } else {
+            Err(AdvertiseUrlError(url))
+        }
+    }
+
+    pub fn render_settings(&self) -> Result<RenderSettings, AdvertiseUrlError> {
+        Ok(RenderSettings {
+            server_url: self.advertise_url()?,
+            retry_max_delay: self.retry_max_delay,
+        })
+    }
+
+    pub fn access_policy(&self) -> AccessPolicy {
+        AccessPolicy {
+            trusted_proxies: self.trusted_proxies.clone(),
+            source_check: self.cloud_init_source_check == OnOff::On,
+        }
+    }
+}

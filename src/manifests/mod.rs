@@ -1,0 +1,312 @@
+//! The standalone source: NodeGroups, BootConfigs and Secrets from YAML files in a directory.
+//! A file that does not parse or that the API server would refuse is reported with its path
+//! and reason, and that file's last good content stays in force.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use k8s_openapi::api::core::v1::Secret;
+use serde::Deserialize;
+
+use crate::crd::{BootConfig, NodeGroup, validate_boot_config, validate_node_group};
+use crate::secrets::Secrets;
+use crate::serving::Desired;
+
+/// Objects without `metadata.namespace` land here, as `kubectl apply` would put them.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read the manifest directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: document {doc}: {message}")]
+    Document {
+        path: PathBuf,
+        doc: usize,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Object {
+    NodeGroup(Box<NodeGroup>),
+    BootConfig(Box<BootConfig>),
+    Secret(Box<Secret>),
+}
+
+impl Object {
+    fn key(&self) -> (&'static str, String, String) {
+        let (kind, meta) = match self {
+            Object::NodeGroup(o) => ("NodeGroup", &o.metadata),
+            Object::BootConfig(o) => ("BootConfig", &o.metadata),
+            Object::Secret(o) => ("Secret", &o.metadata),
+        };
+        (
+            kind,
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypeMeta {
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+fn doc_error(path: &Path, doc: usize, message: impl Into<String>) -> ManifestError {
+    ManifestError::Document {
+        path: path.to_owned(),
+        doc,
+        message: message.into(),
+    }
+}
+
+/// Parses one file's documents. Kinds nodeboot does not use (a Namespace, say) are skipped.
+pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError> {
+    let mut objects = Vec::new();
+    for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let doc = i + 1;
+        let value = serde_yaml_ng::Value::deserialize(document)
+            .map_err(|e| doc_error(path, doc, format!("not valid YAML: {e}")))?;
+        if value.is_null() {
+            continue;
+        }
+        let tm: TypeMeta = serde_yaml_ng::from_value(value.clone())
+            .map_err(|e| doc_error(path, doc, format!("not a Kubernetes object: {e}")))?;
+        let (api_version, kind) = match (tm.api_version.as_deref(), tm.kind.as_deref()) {
+            (Some(a), Some(k)) => (a, k),
+            _ => return Err(doc_error(path, doc, "apiVersion and kind are required")),
+        };
+        let mut object = match (api_version, kind) {
+            ("nodeboot.io/v1alpha1", "NodeGroup") => {
+                let ng: NodeGroup = serde_yaml_ng::from_value(value)
+                    .map_err(|e| doc_error(path, doc, format!("NodeGroup: {e}")))?;
+                validate_node_group(&ng.spec)
+                    .map_err(|e| doc_error(path, doc, format!("NodeGroup: {e}")))?;
+                Object::NodeGroup(Box::new(ng))
+            }
+            ("nodeboot.io/v1alpha1", "BootConfig") => {
+                let bc: BootConfig = serde_yaml_ng::from_value(value)
+                    .map_err(|e| doc_error(path, doc, format!("BootConfig: {e}")))?;
+                validate_boot_config(&bc.spec)
+                    .map_err(|e| doc_error(path, doc, format!("BootConfig: {e}")))?;
+                Object::BootConfig(Box::new(bc))
+            }
+            ("v1", "Secret") => {
+                let s: Secret = serde_yaml_ng::from_value(value)
+                    .map_err(|e| doc_error(path, doc, format!("Secret: {e}")))?;
+                Object::Secret(Box::new(s))
+            }
+            (a, k) if a.starts_with("nodeboot.io/") => {
+                return Err(doc_error(
+                    path,
+                    doc,
+                    format!("unknown nodeboot kind {a} {k}"),
+                ));
+            }
+            (a, k) => {
+                tracing::debug!(path = %path.display(), doc, api_version = a, kind = k, "skipping a kind nodeboot does not use");
+                continue;
+            }
+        };
+        let meta = match &mut object {
+            Object::NodeGroup(o) => &mut o.metadata,
+            Object::BootConfig(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
+        };
+        if meta.name.as_deref().is_none_or(str::is_empty) {
+            return Err(doc_error(path, doc, "metadata.name is required"));
+        }
+        meta.namespace
+            .get_or_insert_with(|| DEFAULT_NAMESPACE.into());
+        // Generation 1 stands in for the API server's counter so status reads the same.
+        meta.generation.get_or_insert(1);
+        objects.push(object);
+    }
+    Ok(objects)
+}
+
+/// Manifest files below `dir`: `*.yaml`, `*.yml` and `*.json`, skipping hidden entries
+/// (a ConfigMap volume's `..data` directory is reached through its visible links).
+pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|source| ManifestError::Dir {
+            path: d.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            ) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Size and modification time of every manifest: a cheap way to notice any change.
+pub type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+pub fn fingerprint(dir: &Path) -> Result<Fingerprint, ManifestError> {
+    Ok(manifest_files(dir)?
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+            let modified = meta.and_then(|m| m.modified().ok());
+            (p, len, modified)
+        })
+        .collect())
+}
+
+/// A directory of manifests, remembering each file's last good content.
+pub struct ManifestSource {
+    dir: PathBuf,
+    last_good: BTreeMap<PathBuf, Vec<Object>>,
+}
+
+/// The outcome of a load: what to serve, and what was wrong.
+pub struct Loaded {
+    pub desired: Desired,
+    pub errors: Vec<ManifestError>,
+}
+
+impl ManifestSource {
+    pub fn new(dir: impl Into<PathBuf>) -> ManifestSource {
+        ManifestSource {
+            dir: dir.into(),
+            last_good: BTreeMap::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads every file again. Fails only when the directory itself cannot be read.
+    pub fn load(&mut self) -> Result<Loaded, ManifestError> {
+        let files = manifest_files(&self.dir)?;
+        let mut errors = Vec::new();
+        let mut current = BTreeMap::new();
+        for path in files {
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|source| ManifestError::Read {
+                    path: path.clone(),
+                    source,
+                })
+                .and_then(|text| parse_file(&path, &text));
+            match parsed {
+                Ok(objects) => {
+                    current.insert(path, objects);
+                }
+                Err(e) => {
+                    if let Some(previous) = self.last_good.get(&path) {
+                        current.insert(path, previous.clone());
+                    }
+                    errors.push(e);
+                }
+            }
+        }
+        self.last_good = current;
+        let mut desired = Desired::default();
+        let mut seen: BTreeMap<(&'static str, String, String), &Path> = BTreeMap::new();
+        let mut secrets = Secrets::default();
+        for (path, objects) in &self.last_good {
+            for (i, object) in objects.iter().enumerate() {
+                let key = object.key();
+                if let Some(first) = seen.get(&key) {
+                    errors.push(doc_error(
+                        path,
+                        i + 1,
+                        format!(
+                            "{} {}/{} is also defined in {}; that one is used",
+                            key.0,
+                            key.1,
+                            key.2,
+                            first.display()
+                        ),
+                    ));
+                    continue;
+                }
+                seen.insert(key, path);
+                match object {
+                    Object::NodeGroup(o) => desired.node_groups.push((**o).clone()),
+                    Object::BootConfig(o) => desired.boot_configs.push((**o).clone()),
+                    Object::Secret(o) => secrets.insert(o),
+                }
+            }
+        }
+        desired.secrets = secrets;
+        Ok(Loaded { desired, errors })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_multi_document_files_and_skips_other_kinds() {
+        let text = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: hpc}
+---
+apiVersion: nodeboot.io/v1alpha1
+kind: NodeGroup
+metadata: {name: g, namespace: hpc}
+spec:
+  nodes: [{name: n1, macs: ["02:00:00:00:00:01"]}]
+---
+apiVersion: nodeboot.io/v1alpha1
+kind: BootConfig
+metadata: {name: b}
+spec: {kernel: "http://i/k", nodeSelector: {}}
+"#;
+        let objects = parse_file(Path::new("x.yaml"), text).unwrap();
+        assert_eq!(objects.len(), 2);
+        match &objects[1] {
+            Object::BootConfig(bc) => {
+                assert_eq!(bc.metadata.namespace.as_deref(), Some("default"));
+                assert!(bc.spec.auto_params, "autoParams defaults to true");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reports_file_document_and_reason() {
+        let text = "apiVersion: nodeboot.io/v1alpha1\nkind: NodeGroup\nmetadata: {name: g}\nspec:\n  nodes: [{name: n1, macs: [\"nope\"]}]\n";
+        let err = parse_file(Path::new("site/bad.yaml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("site/bad.yaml: document 1: NodeGroup: spec.nodes[0].macs:"),
+            "{err}"
+        );
+    }
+}
