@@ -131,8 +131,6 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError>
         }
         meta.namespace
             .get_or_insert_with(|| DEFAULT_NAMESPACE.into());
-        // Generation 1 stands in for the API server's counter so status reads the same.
-        meta.generation.get_or_insert(1);
         objects.push(object);
     }
     Ok(objects)
@@ -183,10 +181,36 @@ pub fn fingerprint(dir: &Path) -> Result<Fingerprint, ManifestError> {
         .collect())
 }
 
+type Generations = BTreeMap<(&'static str, String, String), (serde_json::Value, i64)>;
+
+fn next_generation(
+    generations: &mut Generations,
+    key: &(&'static str, String, String),
+    spec: &impl serde::Serialize,
+) -> i64 {
+    let spec = serde_json::to_value(spec).unwrap_or_default();
+    match generations.get_mut(key) {
+        Some((last, generation)) => {
+            if *last != spec {
+                *last = spec;
+                *generation += 1;
+            }
+            *generation
+        }
+        None => {
+            generations.insert(key.clone(), (spec, 1));
+            1
+        }
+    }
+}
+
 /// A directory of manifests, remembering each file's last good content.
 pub struct ManifestSource {
     dir: PathBuf,
     last_good: BTreeMap<PathBuf, Vec<Object>>,
+    /// Stands in for the API server's `metadata.generation`: bumped when an object's spec
+    /// changes, so "still serving generation N" means the same thing in both modes.
+    generations: Generations,
 }
 
 /// The outcome of a load: what to serve, and what was wrong.
@@ -200,6 +224,7 @@ impl ManifestSource {
         ManifestSource {
             dir: dir.into(),
             last_good: BTreeMap::new(),
+            generations: BTreeMap::new(),
         }
     }
 
@@ -252,14 +277,26 @@ impl ManifestSource {
                     ));
                     continue;
                 }
-                seen.insert(key, path);
+                seen.insert(key.clone(), path);
                 match object {
-                    Object::NodeGroup(o) => desired.node_groups.push((**o).clone()),
-                    Object::BootConfig(o) => desired.boot_configs.push((**o).clone()),
+                    Object::NodeGroup(o) => {
+                        let mut o = (**o).clone();
+                        o.metadata.generation =
+                            Some(next_generation(&mut self.generations, &key, &o.spec));
+                        desired.node_groups.push(o);
+                    }
+                    Object::BootConfig(o) => {
+                        let mut o = (**o).clone();
+                        o.metadata.generation =
+                            Some(next_generation(&mut self.generations, &key, &o.spec));
+                        desired.boot_configs.push(o);
+                    }
                     Object::Secret(o) => secrets.insert(o),
                 }
             }
         }
+        let live: std::collections::BTreeSet<_> = seen.into_keys().collect();
+        self.generations.retain(|k, _| live.contains(k));
         desired.secrets = secrets;
         Ok(Loaded { desired, errors })
     }

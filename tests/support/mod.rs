@@ -1,0 +1,134 @@
+//! Runs the real `nodeboot` binary on loopback ports for HTTP-level tests.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub struct Nodeboot {
+    child: Child,
+    pub boot: String,
+    pub admin: String,
+    pub log: PathBuf,
+}
+
+impl Nodeboot {
+    /// Starts `nodeboot serve --manifests DIR` with `extra` flags and waits until it is ready.
+    pub async fn serve(dir: &Path, extra: &[&str]) -> Nodeboot {
+        let boot_port = free_port();
+        let admin_port = free_port();
+        let log = dir.with_extension("log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_nodeboot"))
+            .args(["serve", "--manifests"])
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{boot_port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("nodeboot starts");
+        let n = Nodeboot {
+            child,
+            boot: format!("http://127.0.0.1:{boot_port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", n.admin)).await
+                && r.status() == 200
+            {
+                return n;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodeboot did not become ready:\n{}",
+                n.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String, String) {
+        get(&format!("{}{path}", self.boot)).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, String, String) {
+        get(&format!("{}{path}", self.admin)).await
+    }
+
+    /// Polls `path` until `pred` holds for its body; returns how long that took.
+    pub async fn wait_for(&self, path: &str, pred: impl Fn(&str) -> bool) -> Duration {
+        let start = Instant::now();
+        loop {
+            let (_, _, body) = self.get(path).await;
+            if pred(&body) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{path} never changed; last body:\n{body}\nlogs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Nodeboot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status, content type and body of a GET.
+pub async fn get(url: &str) -> (u16, String, String) {
+    let r = reqwest::get(url).await.expect("request");
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, ct, r.text().await.expect("body"))
+}
+
+/// A temporary directory holding `files` (name, content).
+pub fn manifest_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).expect("write manifest");
+    }
+    dir
+}
+
+/// Replaces a file's content in one step (as editors and ConfigMap updates do) and makes sure
+/// its modification time moves, even on filesystems with coarse timestamps.
+pub fn rewrite(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, content).expect("write");
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .expect("open");
+    let later = std::time::SystemTime::now() + Duration::from_secs(1);
+    f.set_modified(later).expect("mtime");
+    std::fs::rename(&tmp, path).expect("rename");
+}
