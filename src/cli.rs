@@ -32,6 +32,16 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The operator: controllers plus both listeners, in-cluster or from KUBECONFIG.
+    Run {
+        /// Watch only this namespace (default: all namespaces).
+        #[arg(long, env = "NODEBOOT_NAMESPACE")]
+        namespace: Option<String>,
+        #[command(flatten)]
+        election: ElectionArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
     /// Serve NodeGroups, BootConfigs and Secrets from YAML files, without a cluster; reloads on change.
     Serve {
         /// Directory of manifests (multi-document YAML, searched recursively).
@@ -42,11 +52,14 @@ pub enum Command {
     },
     /// Print the CustomResourceDefinitions (what crds/ holds).
     Crds,
-    /// Show what a node (name or MAC) gets and why.
+    /// Show what a node (name or MAC) gets and why, from manifests or from the cluster.
     Explain {
-        /// Read the inventory from this directory of manifests.
+        /// Read the inventory from this directory of manifests instead of the cluster.
         #[arg(long)]
-        manifests: PathBuf,
+        manifests: Option<PathBuf>,
+        /// With the cluster: look only in this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
         /// Node name or MAC address, in any notation.
         id: String,
         #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
@@ -54,6 +67,25 @@ pub enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
+}
+
+/// Leader election: every replica serves, only the Lease holder writes status.
+#[derive(Debug, Clone, Args)]
+pub struct ElectionArgs {
+    #[arg(long, value_enum, default_value_t = OnOff::On, env = "NODEBOOT_LEADER_ELECTION")]
+    pub leader_election: OnOff,
+    /// Name of the Lease.
+    #[arg(long, default_value = "nodeboot-leader", env = "NODEBOOT_LEASE_NAME")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else --namespace, else "default").
+    #[arg(long, env = "NODEBOOT_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Seconds a lease holds without renewal: the longest hand-over when a leader dies.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300), env = "NODEBOOT_LEASE_DURATION")]
+    pub lease_duration: u64,
+    /// This replica's identity in the Lease (default: POD_NAME, else host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -13,6 +13,7 @@ pub mod listeners;
 pub mod mac;
 pub mod manifests;
 pub mod metrics;
+pub mod operator;
 pub mod render;
 pub mod resolve;
 pub mod secrets;

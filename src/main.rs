@@ -2,8 +2,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use nodeboot::cli::{Cli, Command, LogFormat, OutputFormat};
+use nodeboot::cli::{Cli, Command, LogFormat, OnOff, OutputFormat};
+use nodeboot::operator::{self, LeaseSettings, OperatorConfig};
 use nodeboot::{crd, explain, standalone};
+
+/// Host name and process id: unique among replicas when POD_NAME is not set.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "nodeboot".into());
+    format!("{host}-{}", std::process::id())
+}
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -38,12 +47,37 @@ fn main() -> ExitCode {
             Command::Serve { manifests, serve } => standalone::run(manifests, serve)
                 .await
                 .map_err(|e| e.to_string()),
+            Command::Run {
+                namespace,
+                election,
+                serve,
+            } => {
+                let lease = (election.leader_election == OnOff::On).then(|| LeaseSettings {
+                    name: election.lease_name.clone(),
+                    namespace: election
+                        .lease_namespace
+                        .clone()
+                        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                        .or_else(|| namespace.clone())
+                        .unwrap_or_else(|| "default".into()),
+                    identity: election.identity.clone().unwrap_or_else(default_identity),
+                    duration: election.lease_duration,
+                });
+                operator::run(OperatorConfig {
+                    namespace,
+                    lease,
+                    serve,
+                })
+                .await
+                .map_err(|e| e.to_string())
+            }
             Command::Explain {
                 manifests,
+                namespace,
                 id,
                 output,
                 serve,
-            } => explain_offline(manifests, &id, output, &serve),
+            } => explain_node(manifests, namespace, &id, output, &serve).await,
         }
     });
     match result {
@@ -55,15 +89,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn explain_offline(
-    dir: std::path::PathBuf,
+async fn explain_node(
+    dir: Option<std::path::PathBuf>,
+    namespace: Option<String>,
     id: &str,
     output: OutputFormat,
     serve: &nodeboot::cli::ServeArgs,
 ) -> Result<(), String> {
     let settings = serve.render_settings().map_err(|e| e.to_string())?;
-    let mut reloader = standalone::Reloader::new(dir, settings);
-    let (snapshot, _) = reloader.reload().map_err(|e| e.to_string())?;
+    let snapshot = match dir {
+        Some(dir) => {
+            let mut reloader = standalone::Reloader::new(dir, settings);
+            reloader.reload().map_err(|e| e.to_string())?.0
+        }
+        None => operator::snapshot_from_cluster(namespace.as_deref(), &settings)
+            .await
+            .map_err(|e| e.to_string())?,
+    };
     let report = explain::explain(&snapshot, id).map_err(|e| e.to_string())?;
     let text = match output {
         OutputFormat::Yaml => serde_yaml_ng::to_string(&report).map_err(|e| e.to_string())?,

@@ -1,0 +1,190 @@
+//! The operator's view of the cluster: reflector stores of NodeGroups, BootConfigs and Secrets,
+//! kept current by watches that reconnect with backoff, and a signal on every change.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::crd::{BootConfig, NodeGroup};
+use crate::secrets::Secrets;
+use crate::serving::Desired;
+
+#[derive(Clone)]
+pub struct Inventory {
+    pub node_groups: Store<NodeGroup>,
+    pub boot_configs: Store<BootConfig>,
+    pub secrets: Store<Secret>,
+    /// Notified after any watched object changes.
+    pub changed: Arc<Notify>,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Starts the three watches; they run until `shutdown`.
+pub fn start(client: &Client, namespace: Option<&str>, shutdown: CancellationToken) -> Inventory {
+    let changed = Arc::new(Notify::new());
+    let node_groups = spawn_reflector(
+        api::<NodeGroup>(client, namespace),
+        changed.clone(),
+        shutdown.clone(),
+    );
+    let boot_configs = spawn_reflector(
+        api::<BootConfig>(client, namespace),
+        changed.clone(),
+        shutdown.clone(),
+    );
+    let secrets = spawn_reflector(api::<Secret>(client, namespace), changed.clone(), shutdown);
+    Inventory {
+        node_groups,
+        boot_configs,
+        secrets,
+        changed,
+    }
+}
+
+fn spawn_reflector<K>(api: Api<K>, changed: Arc<Notify>, shutdown: CancellationToken) -> Store<K>
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => break,
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(_)) => changed.notify_one(),
+                Some(Err(e)) => {
+                    // The watcher retries with backoff; serving goes on from the store meanwhile.
+                    tracing::warn!(kind = %kind, error = %e, "watch failed; retrying with backoff");
+                }
+                None => break,
+            }
+        }
+    });
+    reader
+}
+
+/// What an object contributes to the desired state: a change to anything else (status, say)
+/// need not trigger a rebuild.
+pub type InputKey = Vec<(char, String, String, String)>;
+
+impl Inventory {
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.node_groups.wait_until_ready().await?;
+        self.boot_configs.wait_until_ready().await?;
+        self.secrets.wait_until_ready().await
+    }
+
+    /// Generations of NodeGroups and BootConfigs and resourceVersions of referenced Secrets.
+    pub fn input_key(&self) -> InputKey {
+        let mut key: InputKey = Vec::new();
+        let id = |m: &kube::api::ObjectMeta| {
+            (
+                m.namespace.clone().unwrap_or_default(),
+                m.name.clone().unwrap_or_default(),
+            )
+        };
+        for o in self.node_groups.state() {
+            let (ns, name) = id(&o.metadata);
+            key.push((
+                'g',
+                ns,
+                name,
+                o.metadata.generation.unwrap_or_default().to_string(),
+            ));
+        }
+        let mut referenced = BTreeMap::new();
+        for o in self.boot_configs.state() {
+            let (ns, name) = id(&o.metadata);
+            if let Some(r) = o
+                .spec
+                .cloud_init
+                .as_ref()
+                .and_then(|c| c.user_data_secret_ref.as_ref())
+            {
+                referenced.insert((ns.clone(), r.name.clone()), ());
+            }
+            key.push((
+                'b',
+                ns,
+                name,
+                o.metadata.generation.unwrap_or_default().to_string(),
+            ));
+        }
+        for s in self.secrets.state() {
+            let (ns, name) = id(&s.metadata);
+            if referenced.contains_key(&(ns.clone(), name.clone())) {
+                key.push((
+                    's',
+                    ns,
+                    name,
+                    s.metadata.resource_version.clone().unwrap_or_default(),
+                ));
+            }
+        }
+        key.sort();
+        key
+    }
+
+    /// A copy of the inputs for a build. Only Secrets that some BootConfig references are kept.
+    pub fn desired(&self) -> Desired {
+        let boot_configs: Vec<BootConfig> = self
+            .boot_configs
+            .state()
+            .iter()
+            .map(|o| (**o).clone())
+            .collect();
+        let mut secrets = Secrets::default();
+        for s in self.secrets.state() {
+            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+            let name = s.metadata.name.as_deref().unwrap_or_default();
+            let referenced = boot_configs.iter().any(|bc| {
+                bc.metadata.namespace.as_deref() == Some(ns)
+                    && bc
+                        .spec
+                        .cloud_init
+                        .as_ref()
+                        .and_then(|c| c.user_data_secret_ref.as_ref())
+                        .is_some_and(|r| r.name == name)
+            });
+            if referenced {
+                secrets.insert(&s);
+            }
+        }
+        Desired {
+            node_groups: self
+                .node_groups
+                .state()
+                .iter()
+                .map(|o| (**o).clone())
+                .collect(),
+            boot_configs,
+            secrets,
+        }
+    }
+}
