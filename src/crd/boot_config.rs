@@ -133,7 +133,7 @@ pub struct BootConfigStatus {
     #[schemars(schema_with = "schema::conditions")]
     pub conditions: Vec<Condition>,
     #[serde(default)]
-    pub matched_nodes: u32,
+    pub matched_nodes: i32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }

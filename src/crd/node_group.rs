@@ -49,7 +49,7 @@ use super::schema;
 pub struct NodeGroupSpec {
     /// Labels every member node carries; a node's own labels win on a key clash.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(schema_with = "schema::user_labels")]
+    #[schemars(schema_with = "schema::group_labels")]
     pub labels: BTreeMap<String, String>,
 
     /// Merged into every member's cloud-init meta-data (below the node's own metaData).
@@ -91,11 +91,12 @@ pub struct NodeSpec {
 
     /// CPU architecture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::arch")]
     pub arch: Option<Arch>,
 
     /// The node's own labels; they win over the group's labels on a key clash.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(schema_with = "schema::user_labels")]
+    #[schemars(schema_with = "schema::node_labels")]
     pub labels: BTreeMap<String, String>,
 
     /// The node's own meta-data; wins over the group's metaData on a key clash.
@@ -140,11 +141,11 @@ pub struct NodeGroupStatus {
     #[schemars(schema_with = "schema::conditions")]
     pub conditions: Vec<Condition>,
     #[serde(default)]
-    pub node_count: u32,
+    pub node_count: i32,
     #[serde(default)]
-    pub assigned_count: u32,
+    pub assigned_count: i32,
     #[serde(default)]
-    pub conflict_count: u32,
+    pub conflict_count: i32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeStatus>,
 }

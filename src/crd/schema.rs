@@ -9,13 +9,24 @@ use crate::mac;
 
 /// The most nodes one NodeGroup may hold; keeps the object well under etcd's size limit.
 pub const MAX_NODES_PER_GROUP: u64 = 5000;
-const MAX_LABELS: u64 = 64;
+const MAX_GROUP_LABELS: u64 = 64;
+/// Smaller than a group's: the API server budgets CEL cost over 5000 nodes' label maps, and the
+/// key-syntax rule does not fit that budget with 64 keys per node.
+const MAX_NODE_LABELS: u64 = 32;
 const MAX_TEMPLATE_BYTES: u64 = 256 * 1024;
 
-pub fn user_labels(_: &mut SchemaGenerator) -> Schema {
+pub fn group_labels(_: &mut SchemaGenerator) -> Schema {
+    labels_schema(MAX_GROUP_LABELS)
+}
+
+pub fn node_labels(_: &mut SchemaGenerator) -> Schema {
+    labels_schema(MAX_NODE_LABELS)
+}
+
+fn labels_schema(max: u64) -> Schema {
     json_schema!({
         "type": "object",
-        "maxProperties": MAX_LABELS,
+        "maxProperties": max,
         "additionalProperties": {
             "type": "string",
             "maxLength": 63,
@@ -135,4 +146,8 @@ pub fn conditions(generator: &mut SchemaGenerator) -> Schema {
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["type"],
     })
+}
+
+pub fn arch(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "string", "enum": ["x86_64", "arm64"]})
 }

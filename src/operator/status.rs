@@ -145,7 +145,7 @@ impl StatusWriter {
             let desired = BootConfigStatus {
                 observed_generation: c.generation,
                 conditions: vec![condition],
-                matched_nodes: c.matched_nodes,
+                matched_nodes: i32::try_from(c.matched_nodes).unwrap_or(i32::MAX),
                 message: c.message.clone(),
             };
             writes.push(Either::Right(self.write(
