@@ -260,7 +260,7 @@ fn group_reports<'a>(
         let ready = if status.conflict_count > 0 {
             ReadyCondition {
                 ready: false,
-                reason: "Conflicts",
+                reason: "Conflict",
                 message: format!(
                     "{} of {} nodes are in conflict and get no boot config; see status.nodes",
                     status.conflict_count, status.node_count

@@ -1,6 +1,8 @@
 //! Runs the real `nodeboot` binary on loopback ports for HTTP-level tests.
 #![allow(dead_code)]
 
+pub mod apiserver;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,17 +25,27 @@ pub struct Nodeboot {
 impl Nodeboot {
     /// Starts `nodeboot serve --manifests DIR` with `extra` flags and waits until it is ready.
     pub async fn serve(dir: &Path, extra: &[&str]) -> Nodeboot {
+        let mut args = vec![
+            "serve".to_owned(),
+            "--manifests".to_owned(),
+            dir.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Nodeboot::spawn(&args, &[], &dir.with_extension("log")).await
+    }
+
+    /// Starts `nodeboot ARGS` on fresh loopback ports, logging to `log`, and waits until ready.
+    pub async fn spawn(args: &[String], env: &[(&str, &str)], log: &Path) -> Nodeboot {
         let boot_port = free_port();
         let admin_port = free_port();
-        let log = dir.with_extension("log");
+        let log = log.to_owned();
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_nodeboot"))
-            .args(["serve", "--manifests"])
-            .arg(dir)
+            .args(args)
             .args(["--listen", &format!("127.0.0.1:{boot_port}")])
             .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-            .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,kube=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -87,6 +99,20 @@ impl Nodeboot {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+}
+
+impl Nodeboot {
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
