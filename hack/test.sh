@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of nodeboot. This is the command README.md gives and .ci/run calls.
+# Runs every test of nodeboot: this is the command README.md gives and .ci/run calls.
+# It installs or builds what the tests need first, so it works on a fresh machine:
+#   - kube-apiserver, etcd and kubectl, built from Go modules and cached (hack/envtest-assets.sh),
+#   - a test API server on loopback (hack/test-apiserver.sh), shared by the operator tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -7,5 +10,14 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+
+echo "== test API server (kube-apiserver + etcd on loopback)"
+t0=$SECONDS
+hack/envtest-assets.sh >/dev/null
+echo "   binaries ready after $((SECONDS - t0))s"
+export NODEBOOT_TEST_STATE="${NODEBOOT_TEST_STATE:-${TMPDIR:-/tmp}/nodeboot-test-apiserver}"
+eval "$(hack/test-apiserver.sh start)"
+trap 'hack/test-apiserver.sh stop >/dev/null 2>&1 || true' EXIT
+
 echo "== cargo test"
 cargo test --locked --all-targets
