@@ -20,4 +20,4 @@ eval "$(hack/test-apiserver.sh start)"
 trap 'hack/test-apiserver.sh stop >/dev/null 2>&1 || true' EXIT
 
 echo "== cargo test"
-cargo test --locked --all-targets
+cargo test --locked --lib --bins --tests

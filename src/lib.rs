@@ -20,3 +20,4 @@ pub mod secrets;
 pub mod selector;
 pub mod serving;
 pub mod standalone;
+pub mod synthetic;

@@ -1,0 +1,74 @@
+//! Resolution and rendering cost from 1k to 100k nodes, and the per-request lookup.
+//! `cargo bench --bench resolve_render`
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use nodeboot::compile::ConfigCompiler;
+use nodeboot::mac::Mac;
+use nodeboot::render::RenderSettings;
+use nodeboot::resolve::resolve_namespace;
+use nodeboot::serving::{Found, build};
+use nodeboot::synthetic;
+
+fn settings() -> RenderSettings {
+    RenderSettings {
+        server_url: "http://10.1.0.1:8080".into(),
+        retry_max_delay: 60,
+    }
+}
+
+fn resolution(c: &mut Criterion) {
+    let mut group = c.benchmark_group("resolve");
+    group.sample_size(10);
+    for nodes in [1_000, 10_000, 100_000] {
+        let site = synthetic::site(nodes);
+        let states = ConfigCompiler::default().compile_all(&site.boot_configs, &site.secrets);
+        let configs: Vec<_> = states.iter().filter_map(|s| s.served.clone()).collect();
+        let groups: Vec<_> = site.node_groups.iter().collect();
+        group.bench_with_input(BenchmarkId::from_parameter(nodes), &nodes, |b, _| {
+            b.iter(|| black_box(resolve_namespace(synthetic::NAMESPACE, &groups, &configs)))
+        });
+    }
+    group.finish();
+}
+
+fn full_build(c: &mut Criterion) {
+    let mut group = c.benchmark_group("build");
+    group.sample_size(10);
+    for nodes in [1_000, 10_000, 100_000] {
+        let site = synthetic::site(nodes);
+        let settings = settings();
+        // A warm compiler: BootConfigs did not change, the inventory did.
+        let mut compiler = ConfigCompiler::default();
+        let _ = build(&site, &mut compiler, &settings);
+        group.bench_with_input(BenchmarkId::from_parameter(nodes), &nodes, |b, _| {
+            b.iter(|| black_box(build(&site, &mut compiler, &settings)))
+        });
+    }
+    group.finish();
+}
+
+fn lookup(c: &mut Criterion) {
+    let site = synthetic::site(100_000);
+    let (snapshot, _) = build(&site, &mut ConfigCompiler::default(), &settings());
+    let macs: Vec<Mac> = (0..100_000)
+        .step_by(997)
+        .map(|i| synthetic::node_mac(i).parse().unwrap())
+        .collect();
+    c.bench_function("lookup_by_mac_100k", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % macs.len();
+            match snapshot.by_mac(macs[i]) {
+                Found::Node(n) => {
+                    black_box(n.boot_for(Some(macs[i])).map(|(_, p)| p.script.clone()))
+                }
+                _ => None,
+            }
+        })
+    });
+}
+
+criterion_group!(benches, resolution, full_build, lookup);
+criterion_main!(benches);
