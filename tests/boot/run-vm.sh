@@ -60,12 +60,12 @@ mkdir -p "$(dirname "$LOG")"
 #   reboots at once and QEMU exits instead of retrying every 60 s.
 cmd=(qemu-system-x86_64
     -accel "${NODEBOOT_QEMU_ACCEL:-tcg}"
-    -machine pc,graphics=off -m "$MEM" -smp 1
+    -machine "pc,graphics=off" -m "$MEM" -smp 1
     -nodefaults -display none -no-reboot
     -chardev "file,id=con0,path=$LOG" -serial chardev:con0
     -netdev "user,id=n0,bootfile=$URL_ESC"
     -device "$NIC"
-    -boot order=n,reboot-timeout=0
+    -boot "order=n,reboot-timeout=0"
     "${EXTRA[@]}")
 
 start=$(date +%s.%N)

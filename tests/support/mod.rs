@@ -36,7 +36,11 @@ impl Nodeboot {
 
     /// Starts `nodeboot ARGS` on fresh loopback ports, logging to `log`, and waits until ready.
     pub async fn spawn(args: &[String], env: &[(&str, &str)], log: &Path) -> Nodeboot {
-        let boot_port = free_port();
+        Nodeboot::spawn_on(args, env, log, free_port()).await
+    }
+
+    /// Like `spawn`, with the boot listener on `boot_port`.
+    pub async fn spawn_on(args: &[String], env: &[(&str, &str)], log: &Path, boot_port: u16) -> Nodeboot {
         let admin_port = free_port();
         let log = log.to_owned();
         let log_file = std::fs::File::create(&log).expect("log file");
