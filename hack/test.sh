@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of nodeboot: this is the command README.md gives and .ci/run calls.
 # It installs or builds what the tests need first, so it works on a fresh machine:
+#   - Debian packages: QEMU, iPXE ROMs, busybox, cpio, cloud-init (hack/install-test-deps.sh),
 #   - kube-apiserver, etcd and kubectl, built from Go modules and cached (hack/envtest-assets.sh),
 #   - a test API server on loopback (hack/test-apiserver.sh), shared by the operator tests.
 set -euo pipefail
@@ -10,6 +11,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+
+echo "== Debian packages for the tests"
+hack/install-test-deps.sh
 
 echo "== test API server (kube-apiserver + etcd on loopback)"
 t0=$SECONDS

@@ -43,7 +43,13 @@ fn images() -> &'static Images {
         let port_file = dir.join("port");
         let server = Command::new("python3")
             .arg(format!("{REPO}/tests/boot/httpd.py"))
-            .args(["--root", &dir.display().to_string(), "--port", "0", "--port-file"])
+            .args([
+                "--root",
+                &dir.display().to_string(),
+                "--port",
+                "0",
+                "--port-file",
+            ])
             .arg(&port_file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -56,10 +62,16 @@ fn images() -> &'static Images {
             {
                 break p;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "image server did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "image server did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
-        Images { port, _server: server }
+        Images {
+            port,
+            _server: server,
+        }
     })
 }
 
@@ -72,29 +84,42 @@ struct Vm {
 impl Vm {
     async fn boot(mac: &str, nodeboot_port: u16, name: &str) -> Vm {
         let slot = VM_SLOTS.acquire().await.expect("semaphore");
-        let log = std::env::temp_dir().join(format!("nodeboot-vm-{name}-{}.log", std::process::id()));
+        let log =
+            std::env::temp_dir().join(format!("nodeboot-vm-{name}-{}.log", std::process::id()));
         let _ = std::fs::remove_file(&log);
         let child = tokio::process::Command::new(format!("{REPO}/tests/boot/run-vm.sh"))
             .args(["--mac", mac])
-            .args(["--boot-url", &format!("http://10.0.2.2:{nodeboot_port}/boot.ipxe")])
+            .args([
+                "--boot-url",
+                &format!("http://10.0.2.2:{nodeboot_port}/boot.ipxe"),
+            ])
             .args(["--timeout", &BOOT_TIMEOUT_SECS.to_string()])
             .arg("--log")
             .arg(&log)
             .kill_on_drop(true)
             .spawn()
             .expect("run-vm.sh starts");
-        Vm { log, child, _slot: slot }
+        Vm {
+            log,
+            child,
+            _slot: slot,
+        }
     }
 
     fn console(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default().replace('\r', "")
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .replace('\r', "")
     }
 
     /// Waits for the VM to power off by itself; returns its console.
     async fn finish(mut self) -> String {
         let status = self.child.wait().await.expect("run-vm.sh");
         let console = self.console();
-        assert!(status.success(), "VM did not power off by itself ({status}):\n{console}");
+        assert!(
+            status.success(),
+            "VM did not power off by itself ({status}):\n{console}"
+        );
         console
     }
 
@@ -106,7 +131,10 @@ impl Vm {
             if console.contains(needle) {
                 return console;
             }
-            assert!(start.elapsed() < limit, "console never showed {needle:?}:\n{console}");
+            assert!(
+                start.elapsed() < limit,
+                "console never showed {needle:?}:\n{console}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -139,17 +167,46 @@ fn site(images_port: u16, extra_nodes: &str, discovery: bool) -> Vec<(String, St
     let mut files = vec![
         (
             "compute.yaml".to_owned(),
-            group("cabinet-x1000", "{role: compute}", &format!("  - {{name: x1000c0s0b0n0, macs: [\"52:54:00:00:10:00\"], nid: 1, hostname: nid000001}}\n{extra_nodes}")),
+            group(
+                "cabinet-x1000",
+                "{role: compute}",
+                &format!(
+                    "  - {{name: x1000c0s0b0n0, macs: [\"52:54:00:00:10:00\"], nid: 1, hostname: nid000001}}\n{extra_nodes}"
+                ),
+            ),
         ),
         (
             "gpu.yaml".to_owned(),
-            group("cabinet-x1001", "{role: compute, gpu: a100}", "  - {name: x1001c0s0b0n0, macs: [\"52:54:00:00:11:00\"], nid: 101, hostname: nid000101}\n"),
+            group(
+                "cabinet-x1001",
+                "{role: compute, gpu: a100}",
+                "  - {name: x1001c0s0b0n0, macs: [\"52:54:00:00:11:00\"], nid: 101, hostname: nid000101}\n",
+            ),
         ),
-        ("bc-compute.yaml".to_owned(), config("compute", 0, "{matchLabels: {role: compute}}", &img("compute/vmlinuz"))),
-        ("bc-gpu.yaml".to_owned(), config("gpu", 10, "{matchLabels: {gpu: a100}}", &img("gpu/vmlinuz"))),
+        (
+            "bc-compute.yaml".to_owned(),
+            config(
+                "compute",
+                0,
+                "{matchLabels: {role: compute}}",
+                &img("compute/vmlinuz"),
+            ),
+        ),
+        (
+            "bc-gpu.yaml".to_owned(),
+            config("gpu", 10, "{matchLabels: {gpu: a100}}", &img("gpu/vmlinuz")),
+        ),
     ];
     if discovery {
-        files.push(("bc-discovery.yaml".to_owned(), config("discovery", 0, "{matchLabels: {nodeboot.io/known: \"false\"}}", &img("discovery/vmlinuz"))));
+        files.push((
+            "bc-discovery.yaml".to_owned(),
+            config(
+                "discovery",
+                0,
+                "{matchLabels: {nodeboot.io/known: \"false\"}}",
+                &img("discovery/vmlinuz"),
+            ),
+        ));
     }
     files
 }
@@ -162,7 +219,11 @@ fn write_site(dir: &Path, files: &[(String, String)]) {
 
 async fn serve(dir: &Path, extra: &[&str]) -> (Nodeboot, u16) {
     let port = support::free_port();
-    let mut args: Vec<String> = vec!["serve".into(), "--manifests".into(), dir.display().to_string()];
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--manifests".into(),
+        dir.display().to_string(),
+    ];
     args.extend(["--advertise-url".into(), format!("http://10.0.2.2:{port}")]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let nb = Nodeboot::spawn_on(&args, &[], &dir.with_extension("log"), port).await;
@@ -181,8 +242,22 @@ async fn two_nodes_in_different_groups_boot_their_own_images() {
     let (compute, gpu) = tokio::join!(compute.finish(), gpu.finish());
 
     for (console, xname, nid, image, hostname, mac) in [
-        (&compute, "x1000c0s0b0n0", "1", "compute", "nid000001", "52-54-00-00-10-00"),
-        (&gpu, "x1001c0s0b0n0", "101", "gpu", "nid000101", "52-54-00-00-11-00"),
+        (
+            &compute,
+            "x1000c0s0b0n0",
+            "1",
+            "compute",
+            "nid000001",
+            "52-54-00-00-10-00",
+        ),
+        (
+            &gpu,
+            "x1001c0s0b0n0",
+            "101",
+            "gpu",
+            "nid000101",
+            "52-54-00-00-11-00",
+        ),
     ] {
         let cmdline = block(console, "CMDLINE");
         for want in [
@@ -192,7 +267,10 @@ async fn two_nodes_in_different_groups_boot_their_own_images() {
             format!("nid={nid}"),
             format!("ds=nocloud-net;s=http://10.0.2.2:{port}/cloud-init/{xname}/"),
         ] {
-            assert!(cmdline.contains(&want), "{xname}: {want} missing from {cmdline}");
+            assert!(
+                cmdline.contains(&want),
+                "{xname}: {want} missing from {cmdline}"
+            );
         }
         let meta = block(console, "META-DATA");
         for want in [
@@ -201,12 +279,21 @@ async fn two_nodes_in_different_groups_boot_their_own_images() {
             "syslog_aggregator: 10.1.0.5".to_owned(),
             format!("image: {image}"),
         ] {
-            assert!(meta.contains(&want), "{xname}: {want} missing from meta-data:\n{meta}");
+            assert!(
+                meta.contains(&want),
+                "{xname}: {want} missing from meta-data:\n{meta}"
+            );
         }
         let user = block(console, "USER-DATA");
-        assert!(user.contains(&format!("#cloud-config\nhostname: {hostname}")), "{user}");
+        assert!(
+            user.contains(&format!("#cloud-config\nhostname: {hostname}")),
+            "{user}"
+        );
         let vendor = block(console, "VENDOR-DATA");
-        assert!(vendor.contains(&format!("bootcmd: [[echo, {image}]]")), "{vendor}");
+        assert!(
+            vendor.contains(&format!("bootcmd: [[echo, {image}]]")),
+            "{vendor}"
+        );
     }
     eprintln!("two VMs booted in {:?}", started.elapsed());
 }
@@ -217,9 +304,15 @@ async fn unknown_node_boots_discovery_image() {
     let dir = manifest_dir(&[]);
     write_site(dir.path(), &site(images.port, "", true));
     let (_nb, port) = serve(dir.path(), &[]).await;
-    let console = Vm::boot("52:54:00:00:99:01", port, "discovery").await.finish().await;
+    let console = Vm::boot("52:54:00:00:99:01", port, "discovery")
+        .await
+        .finish()
+        .await;
     let cmdline = block(&console, "CMDLINE");
-    assert!(cmdline.contains("image=discovery") && cmdline.contains("BOOTIF=01-52-54-00-00-99-01"), "{cmdline}");
+    assert!(
+        cmdline.contains("image=discovery") && cmdline.contains("BOOTIF=01-52-54-00-00-99-01"),
+        "{cmdline}"
+    );
     assert!(!cmdline.contains("xname="), "{cmdline}");
     let meta = block(&console, "META-DATA");
     assert!(meta.contains("instance-id: 52-54-00-00-99-01"), "{meta}");
@@ -247,17 +340,34 @@ async fn waiting_node_boots_when_added_even_after_dozens_of_rounds() {
     let start = Instant::now();
     let rounds = 40;
     while counter(&nb, waits).await < rounds {
-        assert!(start.elapsed() < Duration::from_secs(BOOT_TIMEOUT_SECS), "only {} rounds:\n{}", counter(&nb, waits).await, vm.console());
+        assert!(
+            start.elapsed() < Duration::from_secs(BOOT_TIMEOUT_SECS),
+            "only {} rounds:\n{}",
+            counter(&nb, waits).await,
+            vm.console()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     eprintln!("{rounds} waiting rounds in {:?}", start.elapsed());
-    assert!(vm.console().contains("nodeboot: this node is in no NodeGroup, retrying in 1s"), "{}", vm.console());
+    assert!(
+        vm.console()
+            .contains("nodeboot: this node is in no NodeGroup, retrying in 1s"),
+        "{}",
+        vm.console()
+    );
     // The administrator adds it: it boots on its next round, without a restart of nodeboot.
-    let added = "  - {name: x1000c0s9b0n0, macs: [\"52:54:00:00:77:01\"], nid: 77, hostname: nid000077}\n";
-    rewrite(&dir.path().join("compute.yaml"), &site(images.port, added, false)[0].1);
+    let added =
+        "  - {name: x1000c0s9b0n0, macs: [\"52:54:00:00:77:01\"], nid: 77, hostname: nid000077}\n";
+    rewrite(
+        &dir.path().join("compute.yaml"),
+        &site(images.port, added, false)[0].1,
+    );
     let console = vm.finish().await;
     let cmdline = block(&console, "CMDLINE");
-    assert!(cmdline.contains("xname=x1000c0s9b0n0") && cmdline.contains("image=compute"), "{cmdline}");
+    assert!(
+        cmdline.contains("xname=x1000c0s9b0n0") && cmdline.contains("image=compute"),
+        "{cmdline}"
+    );
     assert!(block(&console, "META-DATA").contains("instance-id: x1000c0s9b0n0"));
 }
 
@@ -266,13 +376,22 @@ async fn wrong_kernel_url_reaches_the_retry_path() {
     let images = images();
     let dir = manifest_dir(&[]);
     let mut files = site(images.port, "", false);
-    files[2].1 = files[2].1.replace("compute/vmlinuz", "compute/no-such-kernel");
+    files[2].1 = files[2]
+        .1
+        .replace("compute/vmlinuz", "compute/no-such-kernel");
     write_site(dir.path(), &files);
     let (_nb, port) = serve(dir.path(), &["--retry-max-delay", "1"]).await;
     let vm = Vm::boot("52:54:00:00:10:00", port, "badkernel").await;
-    vm.wait_console("nodeboot: boot failed, retrying in", Duration::from_secs(BOOT_TIMEOUT_SECS)).await;
+    vm.wait_console(
+        "nodeboot: boot failed, retrying in",
+        Duration::from_secs(BOOT_TIMEOUT_SECS),
+    )
+    .await;
     // Fixing the BootConfig lets the same VM boot on its next round.
-    rewrite(&dir.path().join("bc-compute.yaml"), &site(images.port, "", false)[2].1);
+    rewrite(
+        &dir.path().join("bc-compute.yaml"),
+        &site(images.port, "", false)[2].1,
+    );
     let console = vm.finish().await;
     assert!(block(&console, "CMDLINE").contains("image=compute"));
 }
@@ -302,9 +421,18 @@ async fn operator_on_the_test_api_server_boots_a_node() {
     .collect();
     let log = std::env::temp_dir().join(format!("nodeboot-qemu-operator-{ns}.log"));
     let nb = Nodeboot::spawn_on(&args, &[("KUBECONFIG", &api.kubeconfig_str())], &log, port).await;
-    nb.wait_for("/boot/v1/bootscript?mac=52:54:00:00:11:00", |b| b.contains("gpu/vmlinuz")).await;
-    let console = Vm::boot("52:54:00:00:11:00", port, "operator").await.finish().await;
+    nb.wait_for("/boot/v1/bootscript?mac=52:54:00:00:11:00", |b| {
+        b.contains("gpu/vmlinuz")
+    })
+    .await;
+    let console = Vm::boot("52:54:00:00:11:00", port, "operator")
+        .await
+        .finish()
+        .await;
     let cmdline = block(&console, "CMDLINE");
-    assert!(cmdline.contains("image=gpu") && cmdline.contains("xname=x1001c0s0b0n0"), "{cmdline}");
+    assert!(
+        cmdline.contains("image=gpu") && cmdline.contains("xname=x1001c0s0b0n0"),
+        "{cmdline}"
+    );
     assert!(block(&console, "META-DATA").contains("instance-id: x1001c0s0b0n0"));
 }

@@ -40,7 +40,12 @@ impl Nodeboot {
     }
 
     /// Like `spawn`, with the boot listener on `boot_port`.
-    pub async fn spawn_on(args: &[String], env: &[(&str, &str)], log: &Path, boot_port: u16) -> Nodeboot {
+    pub async fn spawn_on(
+        args: &[String],
+        env: &[(&str, &str)],
+        log: &Path,
+        boot_port: u16,
+    ) -> Nodeboot {
         let admin_port = free_port();
         let log = log.to_owned();
         let log_file = std::fs::File::create(&log).expect("log file");

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests use, when missing: QEMU, Debian's iPXE ROMs, busybox
+# and cpio (real network boots, tests/boot/), and cloud-init (its schema check of what nodeboot
+# serves). A no-op when everything is there; `apt-get update` runs only when something is missing.
+set -euo pipefail
+
+PKGS=(qemu-system-x86 ipxe-qemu busybox-static cpio cloud-init)
+missing=()
+for p in "${PKGS[@]}"; do
+  if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-test-deps: all present"
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-test-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
