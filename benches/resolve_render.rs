@@ -25,7 +25,7 @@ fn resolution(c: &mut Criterion) {
         let site = synthetic::site(nodes);
         let states = ConfigCompiler::default().compile_all(&site.boot_configs, &site.secrets);
         let configs: Vec<_> = states.iter().filter_map(|s| s.served.clone()).collect();
-        let groups: Vec<_> = site.node_groups.iter().collect();
+        let groups = site.node_groups.clone();
         group.bench_with_input(BenchmarkId::from_parameter(nodes), &nodes, |b, _| {
             b.iter(|| black_box(resolve_namespace(synthetic::NAMESPACE, &groups, &configs)))
         });

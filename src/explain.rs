@@ -87,12 +87,12 @@ pub fn explain(snapshot: &Snapshot, id: &str) -> Result<NodeReport, ExplainError
     };
     let node = &served.node;
     let first = node.macs.first().copied();
-    let asker = first.map(Asker::Mac).unwrap_or(Asker::Name(&node.name));
+    let asker = first.map(Asker::Mac).unwrap_or(Asker::Name(node.name()));
     let (kernel, initrd, params, script) = match (&served.boot, served.boot_for(first)) {
         (BootAnswer::Boot { .. }, Some((config, prepared))) => (
             Some(config.kernel.clone()),
             config.initrd.clone(),
-            Some(prepared.params.clone()),
+            Some(prepared.params().to_owned()),
             String::from_utf8_lossy(&prepared.script).into_owned(),
         ),
         (BootAnswer::Wait(reason), _) => (
@@ -108,27 +108,33 @@ pub fn explain(snapshot: &Snapshot, id: &str) -> Result<NodeReport, ExplainError
             wait_script(WaitReason::Unassigned, asker, 0, &snapshot.settings),
         ),
     };
+    let configs = snapshot
+        .configs
+        .get(&*node.namespace)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let candidates = node.candidates(configs);
     Ok(NodeReport {
         known: true,
         namespace: Some(node.namespace.to_string()),
-        group: Some(node.group.to_string()),
-        name: Some(node.name.clone()),
+        group: Some(node.group_name().to_owned()),
+        name: Some(node.name().to_owned()),
         macs: node.macs.clone(),
-        nid: node.nid,
+        nid: node.nid(),
         ip: node.ip.map(|ip| ip.to_string()),
-        hostname: node.hostname.clone(),
-        arch: node.arch,
-        labels: node.labels.clone(),
-        candidates: node.candidates.clone(),
+        hostname: node.hostname().to_owned(),
+        arch: node.arch(),
+        labels: node.labels(),
         phase: node.outcome.phase(),
         boot_config: node.outcome.config().map(|c| c.name.clone()),
         served_generation: node.outcome.config().and_then(|c| c.generation),
-        why: why(&node.outcome, &node.candidates),
+        why: why(&node.outcome, &candidates),
+        candidates,
         kernel,
         initrd,
         params,
         script,
-        meta_data: node.meta.clone(),
+        meta_data: node.meta(),
     })
 }
 

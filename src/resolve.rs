@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::compile::CompiledBootConfig;
-use crate::crd::{Arch, NodeGroup, NodePhase};
+use crate::crd::{Arch, NodeGroup, NodePhase, NodeSpec};
 use crate::labels::{self, Labels};
 use crate::mac::Mac;
 use crate::render::cloud_init::merge_meta;
@@ -51,24 +51,110 @@ impl Outcome {
     }
 }
 
-/// One node, with everything that decided its outcome.
+/// One node and its outcome. Compact on purpose: a snapshot holds 100,000 of these. Labels,
+/// candidates and meta-data are derived from the NodeGroup on demand (explain, rendering).
 #[derive(Debug, Clone)]
 pub struct ResolvedNode {
     pub namespace: Arc<str>,
-    pub group: Arc<str>,
-    pub name: String,
+    pub group: Arc<NodeGroup>,
+    /// Position of the node in `group.spec.nodes`.
+    pub index: usize,
     pub macs: Vec<Mac>,
-    pub nid: Option<i64>,
     pub ip: Option<IpAddr>,
-    pub hostname: String,
-    pub arch: Option<Arch>,
-    /// Group labels, then node labels, then the well-known `nodeboot.io/` labels.
-    pub labels: Labels,
-    /// Every BootConfig whose selector matches, highest priority first.
-    pub candidates: Vec<Candidate>,
     pub outcome: Outcome,
-    /// Merged meta-data (BootConfig layer included when assigned).
-    pub meta: Map<String, Value>,
+}
+
+impl ResolvedNode {
+    pub fn spec(&self) -> &NodeSpec {
+        &self.group.spec.nodes[self.index]
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec().name
+    }
+
+    pub fn hostname(&self) -> &str {
+        self.spec().hostname.as_deref().unwrap_or(&self.spec().name)
+    }
+
+    pub fn nid(&self) -> Option<i64> {
+        self.spec().nid
+    }
+
+    pub fn arch(&self) -> Option<Arch> {
+        self.spec().arch
+    }
+
+    pub fn group_name(&self) -> &str {
+        self.group.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// One effective label, without building the label map: the well-known labels, then the
+    /// node's, then the group's.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        effective_label(&self.group, self.spec(), key)
+    }
+
+    /// The effective labels, as selectors see them.
+    pub fn labels(&self) -> Labels {
+        let spec = self.spec();
+        let mut labels = self.group.spec.labels.clone();
+        labels.extend(spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        labels.insert(labels::NAME.into(), spec.name.clone());
+        labels.insert(labels::GROUP.into(), self.group_name().to_owned());
+        if let Some(arch) = spec.arch {
+            labels.insert(labels::ARCH.into(), arch.as_str().into());
+        }
+        labels.insert(labels::KNOWN.into(), "true".into());
+        labels
+    }
+
+    /// Merged meta-data (the BootConfig layer included when assigned).
+    pub fn meta(&self) -> Map<String, Value> {
+        let spec = self.spec();
+        let bc_meta = self.outcome.config().map(|c| &c.meta_data);
+        merge_meta(
+            &[
+                bc_meta,
+                Some(&self.group.spec.meta_data),
+                Some(&spec.meta_data),
+            ],
+            &spec.name,
+            self.hostname(),
+        )
+    }
+
+    /// Every BootConfig among `configs` whose selector matches, highest priority first.
+    pub fn candidates(&self, configs: &[Arc<CompiledBootConfig>]) -> Vec<Candidate> {
+        let mut matching: Vec<&Arc<CompiledBootConfig>> = configs
+            .iter()
+            .filter(|c| c.selector.matches(|k| self.label(k)))
+            .collect();
+        matching.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+        matching
+            .iter()
+            .map(|c| Candidate {
+                config: c.name.clone(),
+                priority: c.priority,
+            })
+            .collect()
+    }
+}
+
+fn effective_label<'a>(group: &'a NodeGroup, node: &'a NodeSpec, key: &str) -> Option<&'a str> {
+    if let Some(well_known) = key.strip_prefix(labels::RESERVED_PREFIX) {
+        return match well_known {
+            "name" => Some(&node.name),
+            "group" => group.metadata.name.as_deref(),
+            "arch" => node.arch.map(Arch::as_str),
+            "known" => Some("true"),
+            _ => None,
+        };
+    }
+    node.labels
+        .get(key)
+        .or_else(|| group.spec.labels.get(key))
+        .map(String::as_str)
 }
 
 /// What the resolution says about one BootConfig.
@@ -94,41 +180,23 @@ pub struct Resolution {
 /// their last good version); `groups` are valid NodeGroups.
 pub fn resolve_namespace(
     namespace: &str,
-    groups: &[&NodeGroup],
+    groups: &[Arc<NodeGroup>],
     configs: &[Arc<CompiledBootConfig>],
 ) -> Resolution {
     let namespace: Arc<str> = Arc::from(namespace);
-    let mut groups: Vec<&NodeGroup> = groups.to_vec();
+    let mut groups: Vec<&Arc<NodeGroup>> = groups.iter().collect();
     groups.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
 
     let mut nodes = Vec::with_capacity(groups.iter().map(|g| g.spec.nodes.len()).sum());
     for group in &groups {
-        let group_name: Arc<str> = Arc::from(group.metadata.name.as_deref().unwrap_or_default());
-        for node in &group.spec.nodes {
-            let macs: Vec<Mac> = node.macs.iter().filter_map(|m| m.parse().ok()).collect();
-            let hostname = node.hostname.clone().unwrap_or_else(|| node.name.clone());
-            let mut labels = group.spec.labels.clone();
-            labels.extend(node.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-            labels.insert(labels::NAME.into(), node.name.clone());
-            labels.insert(labels::GROUP.into(), group_name.to_string());
-            if let Some(arch) = node.arch {
-                labels.insert(labels::ARCH.into(), arch.as_str().into());
-            }
-            labels.insert(labels::KNOWN.into(), "true".into());
+        for (index, node) in group.spec.nodes.iter().enumerate() {
             nodes.push(ResolvedNode {
                 namespace: namespace.clone(),
-                group: group_name.clone(),
-                name: node.name.clone(),
-                macs,
-                nid: node.nid,
+                group: Arc::clone(group),
+                index,
+                macs: node.macs.iter().filter_map(|m| m.parse().ok()).collect(),
                 ip: node.ip.as_deref().and_then(|ip| ip.parse().ok()),
-                hostname,
-                arch: node.arch,
-                labels,
-                candidates: Vec::new(),
                 outcome: Outcome::Unassigned(String::new()),
-                // Filled below, once the winner (and so the BootConfig layer) is known.
-                meta: Map::new(),
             });
         }
     }
@@ -142,46 +210,18 @@ pub fn resolve_namespace(
         .map(|c| (c.name.clone(), ConfigSummary::default()))
         .collect();
 
-    let mut node_meta_layers: Vec<(usize, usize)> = Vec::with_capacity(nodes.len());
-    for (g, group) in groups.iter().enumerate() {
-        for n in 0..group.spec.nodes.len() {
-            node_meta_layers.push((g, n));
-        }
-    }
-
+    let mut matching: Vec<&Arc<CompiledBootConfig>> = Vec::with_capacity(configs_sorted.len());
     for (i, node) in nodes.iter_mut().enumerate() {
-        let matching: Vec<&Arc<CompiledBootConfig>> = configs_sorted
-            .iter()
-            .copied()
-            .filter(|c| {
-                c.selector
-                    .matches(|k| node.labels.get(k).map(String::as_str))
-            })
-            .collect();
-        node.candidates = matching
-            .iter()
-            .map(|c| Candidate {
-                config: c.name.clone(),
-                priority: c.priority,
-            })
-            .collect();
-        node.outcome = if let Some(message) = duplicates.get(&i) {
-            Outcome::Conflict(message.clone())
-        } else {
-            decide(&matching, &mut summaries)
+        matching.clear();
+        let spec = &node.group.spec.nodes[node.index];
+        matching.extend(configs_sorted.iter().copied().filter(|c| {
+            c.selector
+                .matches(|k| effective_label(&node.group, spec, k))
+        }));
+        node.outcome = match duplicates.get(&i) {
+            Some(message) => Outcome::Conflict(message.clone()),
+            None => decide(&matching, &mut summaries),
         };
-        let (g, n) = node_meta_layers[i];
-        let group = groups[g];
-        let bc_meta = node.outcome.config().map(|c| &c.meta_data);
-        node.meta = merge_meta(
-            &[
-                bc_meta,
-                Some(&group.spec.meta_data),
-                Some(&group.spec.nodes[n].meta_data),
-            ],
-            &node.name,
-            &node.hostname,
-        );
     }
 
     for summary in summaries.values_mut() {
@@ -247,8 +287,8 @@ fn find_duplicates(nodes: &[ResolvedNode]) -> HashMap<usize, String> {
         for mac in &n.macs {
             by_mac.entry(*mac).or_default().push(i);
         }
-        by_name.entry(n.name.as_str()).or_default().push(i);
-        if let Some(nid) = n.nid {
+        by_name.entry(n.name()).or_default().push(i);
+        if let Some(nid) = n.nid() {
             by_nid.entry(nid).or_default().push(i);
         }
     }
@@ -261,7 +301,7 @@ fn find_duplicates(nodes: &[ResolvedNode]) -> HashMap<usize, String> {
             let others: Vec<String> = claimants
                 .iter()
                 .filter(|&&j| j != i)
-                .map(|&j| format!("{} (NodeGroup {})", nodes[j].name, nodes[j].group))
+                .map(|&j| format!("{} (NodeGroup {})", nodes[j].name(), nodes[j].group_name()))
                 .collect();
             messages
                 .entry(i)
@@ -371,7 +411,7 @@ mod tests {
     use crate::secrets::Secrets;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
-    fn group(name: &str, labels: &[(&str, &str)], nodes: Vec<NodeSpec>) -> NodeGroup {
+    fn group(name: &str, labels: &[(&str, &str)], nodes: Vec<NodeSpec>) -> Arc<NodeGroup> {
         let mut g = NodeGroup::new(
             name,
             NodeGroupSpec {
@@ -384,7 +424,7 @@ mod tests {
             },
         );
         g.metadata.namespace = Some("hpc".into());
-        g
+        Arc::new(g)
     }
 
     fn node(name: &str, mac: &str, nid: Option<i64>) -> NodeSpec {
@@ -438,10 +478,10 @@ mod tests {
             config("compute", 0, Some(labels(&[("role", "compute")]))),
             config("gpu", 10, Some(labels(&[("gpu", "a100")]))),
         ];
-        let r = resolve_namespace("hpc", &[&g], &configs);
+        let r = resolve_namespace("hpc", &[g.clone()], &configs);
         assert_eq!(r.nodes[0].outcome.config().unwrap().name, "compute");
         assert_eq!(r.nodes[1].outcome.config().unwrap().name, "gpu");
-        assert_eq!(r.nodes[1].candidates.len(), 2);
+        assert_eq!(r.nodes[1].candidates(&configs).len(), 2);
         assert_eq!(r.configs["compute"].assigned, 1);
         assert_eq!(r.configs["compute"].outranked, 1);
 
@@ -449,7 +489,7 @@ mod tests {
             config("a", 5, Some(labels(&[("role", "compute")]))),
             config("b", 5, Some(LabelSelector::default())),
         ];
-        let r = resolve_namespace("hpc", &[&g], &tie);
+        let r = resolve_namespace("hpc", &[g.clone()], &tie);
         for n in &r.nodes {
             assert_eq!(n.outcome.phase(), NodePhase::Conflict);
             assert!(
@@ -474,7 +514,7 @@ mod tests {
             ],
         );
         let configs = vec![config("all", 0, Some(LabelSelector::default()))];
-        let r = resolve_namespace("hpc", &[&g1, &g2], &configs);
+        let r = resolve_namespace("hpc", &[g1, g2], &configs);
         let n1 = &r.nodes[0];
         assert_eq!(n1.outcome.phase(), NodePhase::Conflict);
         assert!(
@@ -493,14 +533,20 @@ mod tests {
         n.labels.insert("role".into(), "login".into());
         n.arch = Some(Arch::Arm64);
         let g = group("g", &[("role", "compute"), ("cabinet", "x1000")], vec![n]);
-        let r = resolve_namespace("hpc", &[&g], &[config("none", 0, None)]);
+        let r = resolve_namespace("hpc", &[g], &[config("none", 0, None)]);
         let n = &r.nodes[0];
         assert_eq!(n.outcome.phase(), NodePhase::Unassigned);
-        assert_eq!(n.labels["role"], "login");
-        assert_eq!(n.labels["cabinet"], "x1000");
-        assert_eq!(n.labels["nodeboot.io/group"], "g");
-        assert_eq!(n.labels["nodeboot.io/arch"], "arm64");
-        assert_eq!(n.labels["nodeboot.io/known"], "true");
+        let labels = n.labels();
+        assert_eq!(labels["role"], "login");
+        assert_eq!(labels["cabinet"], "x1000");
+        assert_eq!(labels["nodeboot.io/group"], "g");
+        assert_eq!(labels["nodeboot.io/arch"], "arm64");
+        assert_eq!(labels["nodeboot.io/known"], "true");
+        // The allocation-free lookup agrees with the materialized map.
+        for (k, v) in &labels {
+            assert_eq!(n.label(k), Some(v.as_str()), "{k}");
+        }
+        assert_eq!(n.label("gpu"), None);
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub fn site(nodes: usize) -> Desired {
         );
         ng.metadata.namespace = Some(NAMESPACE.into());
         ng.metadata.generation = Some(1);
-        node_groups.push(ng);
+        node_groups.push(std::sync::Arc::new(ng));
     }
 
     let mut boot_configs = vec![
@@ -214,7 +214,7 @@ pub fn site_manifests(desired: &Desired) -> Result<Vec<(String, String)>, serde_
     let mut files = Vec::new();
     for ng in &desired.node_groups {
         let name = ng.metadata.name.clone().unwrap_or_default();
-        files.push((format!("{name}.yaml"), serde_yaml_ng::to_string(ng)?));
+        files.push((format!("{name}.yaml"), serde_yaml_ng::to_string(&**ng)?));
     }
     let mut configs = String::new();
     for bc in &desired.boot_configs {

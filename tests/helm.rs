@@ -716,11 +716,16 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
             ("POD_NAME", pod),
             ("POD_NAMESPACE", &ns),
         ],
-        &dir.path().join("operator.log"),
+        // Outside `dir`, so it outlives a failed test.
+        &std::env::temp_dir().join(format!("nodeboot-helm-operator-{ns}.log")),
     )
     .await;
 
-    eventually("status of both NodeGroups", Duration::from_secs(60), || {
+    let watching = format!(
+        "status of both NodeGroups (operator log: {})",
+        op.log.display()
+    );
+    eventually(&watching, Duration::from_secs(60), || {
         let g = api.get_json(&ns, "nodegroup/cabinet-x1000");
         let g2 = api.get_json(&ns, "nodegroup/cabinet-x1001");
         (g["status"]["assignedCount"] == 4 && g2["status"]["assignedCount"] == 2).then_some(())
@@ -744,22 +749,22 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
 
     // A tie makes the operator publish Warning events.
     api.apply_ok(&ns, "apiVersion: nodeboot.io/v1alpha1\nkind: BootConfig\nmetadata: {name: rival}\nspec:\n  nodeSelector: {matchLabels: {cabinet: x1000}}\n  kernel: http://images.example/rival/vmlinuz\n");
-    eventually(
-        "Conflict events from nodeboot",
-        Duration::from_secs(30),
-        || {
-            let evs = api.get_json(&ns, "events.events.k8s.io");
-            evs["items"]
-                .as_array()?
-                .iter()
-                .any(|e| {
-                    e["reason"] == "Conflict"
-                        && e["reportingController"] == "nodeboot"
-                        && e["regarding"]["name"] == "cabinet-x1000"
-                })
-                .then_some(())
-        },
-    )
+    let watching = format!(
+        "Conflict events from nodeboot (operator log: {})",
+        op.log.display()
+    );
+    eventually(&watching, Duration::from_secs(30), || {
+        let evs = api.get_json(&ns, "events.events.k8s.io");
+        evs["items"]
+            .as_array()?
+            .iter()
+            .any(|e| {
+                e["reason"] == "Conflict"
+                    && e["reportingController"] == "nodeboot"
+                    && e["regarding"]["name"] == "cabinet-x1000"
+            })
+            .then_some(())
+    })
     .await;
 
     // `nodeboot explain` reads the cluster with the same account.

@@ -254,7 +254,7 @@ fn known_bootscript(
             if json {
                 return Err(Problem::not_found(format!(
                     "node {} has no boot configuration: {}",
-                    node.node.name,
+                    node.node.name(),
                     node.node.outcome.message()
                 )));
             }
@@ -268,7 +268,7 @@ fn known_bootscript(
         let body = BootJson {
             kernel: &config.kernel,
             initrd: config.initrd.as_deref(),
-            params: &prepared.params,
+            params: prepared.params(),
         };
         return Ok((Json(body).into_response(), Outcome::ok));
     }
@@ -364,17 +364,17 @@ pub async fn bootparameters(
         let Some((config, prepared)) = node.boot_for(asked_mac) else {
             return Err(Problem::not_found(format!(
                 "node {} has no boot configuration: {}",
-                node.node.name,
+                node.node.name(),
                 node.node.outcome.message()
             )));
         };
         let body = [BootParams {
-            hosts: vec![&node.node.name],
+            hosts: vec![node.node.name()],
             macs: node.node.macs.iter().map(Mac::to_string).collect(),
-            nids: node.node.nid.into_iter().collect(),
+            nids: node.node.nid().into_iter().collect(),
             kernel: &config.kernel,
             initrd: config.initrd.as_deref(),
-            params: &prepared.params,
+            params: prepared.params(),
         }];
         Ok((Json(body).into_response(), Outcome::ok))
     })();
@@ -442,10 +442,10 @@ pub async fn cloud_init_by_id(
                 if let (Some(ip), true) = (node.node.ip, state.access.source_check) {
                     let from = requester(&state, peer, &headers);
                     if from != ip {
-                        tracing::warn!(node = %node.node.name, %from, "cloud-init request from an address that is not the node's");
+                        tracing::warn!(node = %node.node.name(), %from, "cloud-init request from an address that is not the node's");
                         return Err(Problem::forbidden(format!(
                             "cloud-init data of node {} is served only to the node's own address; this request came from {from}",
-                            node.node.name
+                            node.node.name()
                         )));
                     }
                 }

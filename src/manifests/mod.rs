@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -36,11 +37,12 @@ pub enum ManifestError {
     },
 }
 
+/// Parsed objects are shared (not copied) with every build that uses them.
 #[derive(Debug, Clone)]
 pub enum Object {
-    NodeGroup(Box<NodeGroup>),
-    BootConfig(Box<BootConfig>),
-    Secret(Box<Secret>),
+    NodeGroup(Arc<NodeGroup>),
+    BootConfig(Arc<BootConfig>),
+    Secret(Arc<Secret>),
 }
 
 impl Object {
@@ -95,19 +97,19 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError>
                     .map_err(|e| doc_error(path, doc, format!("NodeGroup: {e}")))?;
                 validate_node_group(&ng.spec)
                     .map_err(|e| doc_error(path, doc, format!("NodeGroup: {e}")))?;
-                Object::NodeGroup(Box::new(ng))
+                Object::NodeGroup(Arc::new(ng))
             }
             ("nodeboot.io/v1alpha1", "BootConfig") => {
                 let bc: BootConfig = serde_yaml_ng::from_value(value)
                     .map_err(|e| doc_error(path, doc, format!("BootConfig: {e}")))?;
                 validate_boot_config(&bc.spec)
                     .map_err(|e| doc_error(path, doc, format!("BootConfig: {e}")))?;
-                Object::BootConfig(Box::new(bc))
+                Object::BootConfig(Arc::new(bc))
             }
             ("v1", "Secret") => {
                 let s: Secret = serde_yaml_ng::from_value(value)
                     .map_err(|e| doc_error(path, doc, format!("Secret: {e}")))?;
-                Object::Secret(Box::new(s))
+                Object::Secret(Arc::new(s))
             }
             (a, k) if a.starts_with("nodeboot.io/") => {
                 return Err(doc_error(
@@ -121,11 +123,13 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError>
                 continue;
             }
         };
+        // Just created: this is the only reference.
         let meta = match &mut object {
-            Object::NodeGroup(o) => &mut o.metadata,
-            Object::BootConfig(o) => &mut o.metadata,
-            Object::Secret(o) => &mut o.metadata,
-        };
+            Object::NodeGroup(o) => Arc::get_mut(o).map(|o| &mut o.metadata),
+            Object::BootConfig(o) => Arc::get_mut(o).map(|o| &mut o.metadata),
+            Object::Secret(o) => Arc::get_mut(o).map(|o| &mut o.metadata),
+        }
+        .ok_or_else(|| doc_error(path, doc, "internal: parsed object is shared"))?;
         if meta.name.as_deref().is_none_or(str::is_empty) {
             return Err(doc_error(path, doc, "metadata.name is required"));
         }
@@ -166,6 +170,36 @@ pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
     Ok(files)
 }
 
+fn read_and_parse(path: &Path) -> Result<Vec<Object>, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_file(path, &text)
+}
+
+/// Parses files on all cores, keeping their order.
+fn parse_files(paths: Vec<&Path>) -> Vec<Result<Vec<Object>, ManifestError>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || paths.len() < 2 {
+        return paths.into_iter().map(read_and_parse).collect();
+    }
+    let chunk = paths.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|c| scope.spawn(move || c.iter().map(|p| read_and_parse(p)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// Size and modification time of every manifest: a cheap way to notice any change.
 pub type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
@@ -181,14 +215,20 @@ pub fn fingerprint(dir: &Path) -> Result<Fingerprint, ManifestError> {
         .collect())
 }
 
-type Generations = BTreeMap<(&'static str, String, String), (serde_json::Value, i64)>;
+type Generations = BTreeMap<(&'static str, String, String), (u64, i64)>;
 
 fn next_generation(
     generations: &mut Generations,
     key: &(&'static str, String, String),
     spec: &impl serde::Serialize,
 ) -> i64 {
-    let spec = serde_json::to_value(spec).unwrap_or_default();
+    // A hash, not a copy of the spec: 100,000 nodes' specs are worth not keeping twice.
+    let spec = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_vec(spec).unwrap_or_default().hash(&mut h);
+        h.finish()
+    };
     match generations.get_mut(key) {
         Some((last, generation)) => {
             if *last != spec {
@@ -204,10 +244,18 @@ fn next_generation(
     }
 }
 
+/// A file's size and modification time: unchanged files are not parsed again.
+type Stamp = (u64, Option<SystemTime>);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()))
+}
+
 /// A directory of manifests, remembering each file's last good content.
 pub struct ManifestSource {
     dir: PathBuf,
-    last_good: BTreeMap<PathBuf, Vec<Object>>,
+    last_good: BTreeMap<PathBuf, (Option<Stamp>, Vec<Object>)>,
     /// Stands in for the API server's `metadata.generation`: bumped when an object's spec
     /// changes, so "still serving generation N" means the same thing in both modes.
     generations: Generations,
@@ -232,25 +280,53 @@ impl ManifestSource {
         &self.dir
     }
 
-    /// Reads every file again. Fails only when the directory itself cannot be read.
+    /// Stands in for the API server's generation counter on a freshly parsed object.
+    fn set_generation(&mut self, object: &mut Object) {
+        let key = object.key();
+        let generation = match &*object {
+            Object::NodeGroup(o) => next_generation(&mut self.generations, &key, &o.spec),
+            Object::BootConfig(o) => next_generation(&mut self.generations, &key, &o.spec),
+            Object::Secret(_) => return,
+        };
+        let meta = match object {
+            Object::NodeGroup(o) => Arc::get_mut(o).map(|o| &mut o.metadata),
+            Object::BootConfig(o) => Arc::get_mut(o).map(|o| &mut o.metadata),
+            Object::Secret(_) => None,
+        };
+        if let Some(meta) = meta {
+            meta.generation = Some(generation);
+        }
+    }
+
+    /// Reads the directory again, parsing the files that changed (in parallel: a large site's
+    /// YAML is most of a cold start). Fails only when the directory itself cannot be read.
     pub fn load(&mut self) -> Result<Loaded, ManifestError> {
         let files = manifest_files(&self.dir)?;
         let mut errors = Vec::new();
         let mut current = BTreeMap::new();
+        let mut changed = Vec::new();
         for path in files {
-            let parsed = std::fs::read_to_string(&path)
-                .map_err(|source| ManifestError::Read {
-                    path: path.clone(),
-                    source,
-                })
-                .and_then(|text| parse_file(&path, &text));
-            match parsed {
-                Ok(objects) => {
-                    current.insert(path, objects);
+            let now = stamp(&path);
+            match self.last_good.remove(&path) {
+                Some((then, objects)) if then.is_some() && then == now => {
+                    current.insert(path, (now, objects));
+                }
+                previous => changed.push((path, now, previous)),
+            }
+        }
+        let parsed = parse_files(changed.iter().map(|(p, _, _)| p.as_path()).collect());
+        for ((path, now, previous), result) in changed.into_iter().zip(parsed) {
+            match result {
+                Ok(mut objects) => {
+                    for object in &mut objects {
+                        self.set_generation(object);
+                    }
+                    current.insert(path, (now, objects));
                 }
                 Err(e) => {
-                    if let Some(previous) = self.last_good.get(&path) {
-                        current.insert(path, previous.clone());
+                    if let Some((_, objects)) = previous {
+                        // Keep the old content, but not its stamp: retry the file next time.
+                        current.insert(path, (None, objects));
                     }
                     errors.push(e);
                 }
@@ -260,7 +336,7 @@ impl ManifestSource {
         let mut desired = Desired::default();
         let mut seen: BTreeMap<(&'static str, String, String), &Path> = BTreeMap::new();
         let mut secrets = Secrets::default();
-        for (path, objects) in &self.last_good {
+        for (path, (_, objects)) in &self.last_good {
             for (i, object) in objects.iter().enumerate() {
                 let key = object.key();
                 if let Some(first) = seen.get(&key) {
@@ -279,18 +355,8 @@ impl ManifestSource {
                 }
                 seen.insert(key.clone(), path);
                 match object {
-                    Object::NodeGroup(o) => {
-                        let mut o = (**o).clone();
-                        o.metadata.generation =
-                            Some(next_generation(&mut self.generations, &key, &o.spec));
-                        desired.node_groups.push(o);
-                    }
-                    Object::BootConfig(o) => {
-                        let mut o = (**o).clone();
-                        o.metadata.generation =
-                            Some(next_generation(&mut self.generations, &key, &o.spec));
-                        desired.boot_configs.push(o);
-                    }
+                    Object::NodeGroup(o) => desired.node_groups.push(o.clone()),
+                    Object::BootConfig(o) => desired.boot_configs.push((**o).clone()),
                     Object::Secret(o) => secrets.insert(o),
                 }
             }

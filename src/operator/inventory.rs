@@ -177,12 +177,7 @@ impl Inventory {
             }
         }
         Desired {
-            node_groups: self
-                .node_groups
-                .state()
-                .iter()
-                .map(|o| (**o).clone())
-                .collect(),
+            node_groups: self.node_groups.state(),
             boot_configs,
             secrets,
         }

@@ -237,7 +237,12 @@ pub async fn snapshot_from_cluster(
         ),
     };
     let mut desired = Desired {
-        node_groups: groups.map_err(OperatorError::Client)?.items,
+        node_groups: groups
+            .map_err(OperatorError::Client)?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
         boot_configs: configs.map_err(OperatorError::Client)?.items,
         ..Default::default()
     };

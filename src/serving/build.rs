@@ -2,7 +2,8 @@
 //! status every resource should show. Pure and synchronous: the operator and `serve` both call
 //! it, on a blocking thread, whenever their inputs change.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -17,9 +18,11 @@ use crate::render::{RenderError, RenderSettings, render_boot, render_cloud_init}
 use crate::resolve::{Outcome, ResolvedNode, is_discovery, resolve_namespace};
 use crate::secrets::Secrets;
 
+/// The inputs of a build. NodeGroups are shared, not copied: the snapshot keeps them, and
+/// derives a node's labels and meta-data from them when asked.
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
-    pub node_groups: Vec<NodeGroup>,
+    pub node_groups: Vec<Arc<NodeGroup>>,
     pub boot_configs: Vec<BootConfig>,
     pub secrets: Secrets,
 }
@@ -70,12 +73,12 @@ pub fn build(
 
     let mut namespaces: BTreeSet<&str> = BTreeSet::new();
     let mut invalid_groups = Vec::new();
-    let mut valid_groups: BTreeMap<&str, Vec<&NodeGroup>> = BTreeMap::new();
+    let mut valid_groups: BTreeMap<&str, Vec<Arc<NodeGroup>>> = BTreeMap::new();
     for group in &desired.node_groups {
         let ns = group.metadata.namespace.as_deref().unwrap_or_default();
         namespaces.insert(ns);
         match validate_node_group(&group.spec) {
-            Ok(()) => valid_groups.entry(ns).or_default().push(group),
+            Ok(()) => valid_groups.entry(ns).or_default().push(group.clone()),
             Err(e) => invalid_groups.push((group, e)),
         }
     }
@@ -87,6 +90,7 @@ pub fn build(
     let mut report = StatusReport::default();
     let mut render_failures: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     let mut discovery = Vec::new();
+    let mut configs_by_namespace = BTreeMap::new();
 
     for ns in namespaces {
         let served: Vec<_> = states
@@ -98,19 +102,19 @@ pub fn build(
         let groups = valid_groups.get(ns).map(Vec::as_slice).unwrap_or_default();
         let resolution = resolve_namespace(ns, groups, &served);
         let first_served = served_nodes.len();
-        for node in resolution.nodes {
-            let served_node = prepare_node(node, settings);
+        for served_node in prepare_nodes(resolution.nodes, settings) {
             if let Some(failure) = &served_node.render_error {
                 render_failures
                     .entry((ns.to_owned(), failure.config.clone()))
                     .or_default()
-                    .push(format!("{}: {}", served_node.node.name, failure.error));
+                    .push(format!("{}: {}", served_node.node.name(), failure.error));
             }
             served_nodes.push(served_node);
         }
         report
             .node_groups
             .extend(group_reports(groups, &served_nodes[first_served..]));
+        configs_by_namespace.insert(ns.to_owned(), served);
         for st in states.iter().filter(|s| s.namespace == ns) {
             let summary = resolution
                 .configs
@@ -138,44 +142,114 @@ pub fn build(
     }
     discovery.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     (
-        Snapshot::new(served_nodes, discovery, settings.clone()),
+        Snapshot::new(
+            served_nodes,
+            discovery,
+            configs_by_namespace,
+            settings.clone(),
+        ),
         report,
     )
 }
 
-fn view<'a>(node: &'a ResolvedNode, mac: Option<crate::mac::Mac>) -> NodeView<'a> {
+fn view<'a>(
+    node: &'a ResolvedNode,
+    mac: Option<crate::mac::Mac>,
+    meta: &'a serde_json::Map<String, serde_json::Value>,
+    labels: &'a crate::labels::Labels,
+) -> NodeView<'a> {
     NodeView {
-        name: &node.name,
-        hostname: &node.hostname,
-        nid: node.nid,
+        name: node.name(),
+        hostname: node.hostname(),
+        nid: node.nid(),
         ip: node.ip,
         mac,
         macs: &node.macs,
-        arch: node.arch,
-        group: &node.group,
+        arch: node.arch(),
+        group: node.group_name(),
         namespace: &node.namespace,
-        labels: &node.labels,
-        meta: &node.meta,
+        labels,
+        meta,
     }
+}
+
+/// Renders every node, spread over the machine's cores: rendering is the bulk of a rebuild and
+/// each node's is independent. Order is kept.
+fn prepare_nodes(nodes: Vec<ResolvedNode>, settings: &RenderSettings) -> Vec<ServedNode> {
+    const MIN_CHUNK: usize = 2048;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || nodes.len() < 2 * MIN_CHUNK {
+        return nodes
+            .into_iter()
+            .map(|n| prepare_node(n, settings))
+            .collect();
+    }
+    let chunk = nodes.len().div_ceil(threads).max(MIN_CHUNK);
+    let mut chunks: Vec<Vec<ResolvedNode>> = Vec::new();
+    let mut rest = nodes;
+    while rest.len() > chunk {
+        let tail = rest.split_off(chunk);
+        chunks.push(rest);
+        rest = tail;
+    }
+    chunks.push(rest);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| {
+                scope.spawn(move || {
+                    c.into_iter()
+                        .map(|n| prepare_node(n, settings))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// Renders everything a node can be asked, once, now.
 fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode {
+    let meta = node.meta();
+    // Templates may read node.labels; most never do, but the map is cheap next to rendering.
+    let labels = node.labels();
     let rendered: Result<(BootAnswer, PreparedCloudInit), RenderError> = match &node.outcome {
         Outcome::Assigned(config) => (|| {
             let mut per_mac = Vec::with_capacity(node.macs.len());
             for mac in &node.macs {
-                let r = render_boot(config, &view(&node, Some(*mac)), &node.name, settings)?;
+                let r = render_boot(
+                    config,
+                    &view(&node, Some(*mac), &meta, &labels),
+                    node.name(),
+                    settings,
+                )?;
+                let script = Bytes::from(r.script);
+                // The params are a stretch of the default script's kernel line: share its bytes.
+                let params = match r.head_len.and_then(|_| find(&script, r.params.as_bytes())) {
+                    Some(at) => script.slice(at..at + r.params.len()),
+                    None => Bytes::from(r.params),
+                };
                 per_mac.push(PreparedBoot {
                     mac: *mac,
-                    params: r.params,
-                    script: Bytes::from(r.script),
+                    params,
+                    script,
                     head_len: r.head_len,
                 });
             }
             let first = node.macs.first().copied();
-            let params = per_mac.first().map(|p| p.params.as_str());
-            let docs = render_cloud_init(Some(config), &view(&node, first), params, settings)?;
+            let params = per_mac.first().map(|p| p.params());
+            let docs = render_cloud_init(
+                Some(config),
+                &view(&node, first, &meta, &labels),
+                params,
+                settings,
+            )?;
             Ok((
                 BootAnswer::Boot {
                     config: config.clone(),
@@ -191,7 +265,7 @@ fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode
                 WaitReason::Unassigned
             };
             let first = node.macs.first().copied();
-            render_cloud_init(None, &view(&node, first), None, settings)
+            render_cloud_init(None, &view(&node, first, &meta, &labels), None, settings)
                 .map(|docs| (BootAnswer::Wait(reason), prepared_docs(docs)))
         }
     };
@@ -223,6 +297,37 @@ fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode
     }
 }
 
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Documents that come out the same for many nodes (vendor-data without per-node variables,
+/// say) share one allocation.
+fn intern_documents(nodes: &mut [ServedNode]) {
+    let mut seen: HashSet<Bytes> = HashSet::new();
+    let mut intern = |doc: &mut Bytes| {
+        if doc.is_empty() {
+            return;
+        }
+        match seen.get(doc) {
+            Some(existing) => *doc = existing.clone(),
+            None => {
+                seen.insert(doc.clone());
+            }
+        }
+    };
+    for n in nodes {
+        intern(&mut n.cloud_init.user_data);
+        intern(&mut n.cloud_init.vendor_data);
+        if let Some(doc) = n.cloud_init.network_config.as_mut() {
+            intern(doc);
+        }
+    }
+}
+
 fn prepared_docs(docs: crate::render::CloudInitDocs) -> PreparedCloudInit {
     PreparedCloudInit {
         meta_data: Bytes::from(docs.meta_data),
@@ -233,16 +338,25 @@ fn prepared_docs(docs: crate::render::CloudInitDocs) -> PreparedCloudInit {
 }
 
 fn group_reports<'a>(
-    groups: &'a [&NodeGroup],
+    groups: &'a [Arc<NodeGroup>],
     served: &'a [ServedNode],
 ) -> impl Iterator<Item = GroupReport> + 'a {
+    // Served nodes come grouped by NodeGroup: index each group's run once.
+    let mut runs: std::collections::HashMap<*const NodeGroup, std::ops::Range<usize>> =
+        std::collections::HashMap::new();
+    for (i, s) in served.iter().enumerate() {
+        runs.entry(Arc::as_ptr(&s.node.group))
+            .and_modify(|r| r.end = i + 1)
+            .or_insert(i..i + 1);
+    }
     groups.iter().map(move |group| {
         let name = group.metadata.name.as_deref().unwrap_or_default();
         let mut status = NodeGroupStatus {
             observed_generation: group.metadata.generation,
             ..Default::default()
         };
-        for s in served.iter().filter(|s| &*s.node.group == name) {
+        let run = runs.get(&Arc::as_ptr(group)).cloned().unwrap_or(0..0);
+        for s in &served[run] {
             let phase = s.node.outcome.phase();
             status.node_count += 1;
             match phase {
@@ -251,7 +365,7 @@ fn group_reports<'a>(
                 NodePhase::Unassigned => {}
             }
             status.nodes.push(NodeStatus {
-                name: s.node.name.clone(),
+                name: s.node.name().to_owned(),
                 phase,
                 boot_config: s.node.outcome.config().map(|c| c.name.clone()),
                 message: s.node.outcome.message().to_owned(),

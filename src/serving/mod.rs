@@ -24,11 +24,18 @@ use crate::resolve::ResolvedNode;
 #[derive(Debug, Clone)]
 pub struct PreparedBoot {
     pub mac: Mac,
-    pub params: String,
+    /// The rendered kernel parameters; for the default script, a slice of `script`'s bytes.
+    pub params: Bytes,
     /// The script for `retry=0`, ready to send.
     pub script: Bytes,
     /// Where the `:boot_retry` tail starts; `None` for a BootConfig's own script.
     pub head_len: Option<usize>,
+}
+
+impl PreparedBoot {
+    pub fn params(&self) -> &str {
+        std::str::from_utf8(&self.params).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -105,11 +112,13 @@ pub struct PhaseCounts {
 pub struct Snapshot {
     nodes: Vec<ServedNode>,
     by_mac: HashMap<Mac, Slot>,
-    by_name: HashMap<String, Slot>,
+    by_name: HashMap<Box<str>, Slot>,
     by_nid: HashMap<i64, Slot>,
     by_ip: HashMap<IpAddr, Slot>,
     /// Served BootConfigs that may match unknown nodes.
     pub discovery: Vec<Arc<CompiledBootConfig>>,
+    /// Served BootConfigs by namespace: what explain evaluates a node against.
+    pub configs: std::collections::BTreeMap<String, Vec<Arc<CompiledBootConfig>>>,
     pub settings: RenderSettings,
     pub counts: PhaseCounts,
 }
@@ -128,6 +137,7 @@ impl Snapshot {
     fn new(
         nodes: Vec<ServedNode>,
         discovery: Vec<Arc<CompiledBootConfig>>,
+        configs: std::collections::BTreeMap<String, Vec<Arc<CompiledBootConfig>>>,
         settings: RenderSettings,
     ) -> Snapshot {
         let mut by_mac = HashMap::with_capacity(nodes.len());
@@ -141,8 +151,8 @@ impl Snapshot {
             for mac in &n.macs {
                 insert(&mut by_mac, *mac, i);
             }
-            insert(&mut by_name, n.name.clone(), i);
-            if let Some(nid) = n.nid {
+            insert(&mut by_name, Box::from(n.name()), i);
+            if let Some(nid) = n.nid() {
                 insert(&mut by_nid, nid, i);
             }
             if let Some(ip) = n.ip {
@@ -161,6 +171,7 @@ impl Snapshot {
             by_nid,
             by_ip,
             discovery,
+            configs,
             settings,
             counts,
         }
@@ -168,7 +179,7 @@ impl Snapshot {
 
     /// A snapshot with no nodes: what is served before the first build.
     pub fn empty(settings: RenderSettings) -> Snapshot {
-        Snapshot::new(Vec::new(), Vec::new(), settings)
+        Snapshot::new(Vec::new(), Vec::new(), Default::default(), settings)
     }
 
     fn found(&self, slot: Option<&Slot>) -> Found<'_> {
