@@ -5,6 +5,10 @@
 # Prints the path of the binary as the last line of stdout; logs go to stderr.
 #   NODEBOOT_ASSETS_CACHE  cache root (default $HOME/.cache/nodeboot)
 #   HELM                   if it names an executable, used as is
+#
+# hack/helm/go.mod pins helm as a `tool` line. To move to another release:
+#   cd hack/helm && GOWORK=off go get -tool helm.sh/helm/v4/cmd/helm@vX.Y.Z && go mod tidy
+# The cache directory name and the version helm reports follow go.mod.
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

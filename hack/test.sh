@@ -3,6 +3,7 @@
 # It installs or builds what the tests need first, so it works on a fresh machine:
 #   - Debian packages: QEMU, iPXE ROMs, busybox, cpio, cloud-init (hack/install-test-deps.sh),
 #   - kube-apiserver, etcd and kubectl, built from Go modules and cached (hack/envtest-assets.sh),
+#   - helm, built from its Go module and cached (hack/helm.sh),
 #   - a test API server on loopback (hack/test-apiserver.sh), shared by the operator tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,10 @@ echo "== test API server (kube-apiserver + etcd on loopback)"
 t0=$SECONDS
 hack/envtest-assets.sh >/dev/null
 echo "   binaries ready after $((SECONDS - t0))s"
+echo "== helm (built from its Go module and cached)"
+t0=$SECONDS
+hack/helm.sh >/dev/null
+echo "   helm ready after $((SECONDS - t0))s"
 export NODEBOOT_TEST_STATE="${NODEBOOT_TEST_STATE:-${TMPDIR:-/tmp}/nodeboot-test-apiserver}"
 eval "$(hack/test-apiserver.sh start)"
 trap 'hack/test-apiserver.sh stop >/dev/null 2>&1 || true' EXIT

@@ -478,7 +478,7 @@ mod tests {
             config("compute", 0, Some(labels(&[("role", "compute")]))),
             config("gpu", 10, Some(labels(&[("gpu", "a100")]))),
         ];
-        let r = resolve_namespace("hpc", &[g.clone()], &configs);
+        let r = resolve_namespace("hpc", std::slice::from_ref(&g), &configs);
         assert_eq!(r.nodes[0].outcome.config().unwrap().name, "compute");
         assert_eq!(r.nodes[1].outcome.config().unwrap().name, "gpu");
         assert_eq!(r.nodes[1].candidates(&configs).len(), 2);
@@ -489,7 +489,7 @@ mod tests {
             config("a", 5, Some(labels(&[("role", "compute")]))),
             config("b", 5, Some(LabelSelector::default())),
         ];
-        let r = resolve_namespace("hpc", &[g.clone()], &tie);
+        let r = resolve_namespace("hpc", std::slice::from_ref(&g), &tie);
         for n in &r.nodes {
             assert_eq!(n.outcome.phase(), NodePhase::Conflict);
             assert!(

@@ -55,11 +55,18 @@ impl Reloader {
 
     /// Reads the directory and builds a snapshot; file errors are logged, not fatal.
     pub fn reload(&mut self) -> Result<(Snapshot, StatusReport), ManifestError> {
+        let started = Instant::now();
         let loaded = self.source.load()?;
         for e in &loaded.errors {
             tracing::error!(error = %e, "manifest refused; its last good version (if any) stays in force");
         }
+        let parsed = started.elapsed();
         let (snapshot, report) = build(&loaded.desired, &mut self.compiler, &self.settings);
+        tracing::debug!(
+            load_ms = parsed.as_millis() as u64,
+            build_ms = (started.elapsed() - parsed).as_millis() as u64,
+            "manifests loaded and built"
+        );
         self.log_changes(&report);
         Ok((snapshot, report))
     }

@@ -178,6 +178,26 @@ fn args(deploy: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The binary takes the Deployment's arguments: run with a kubeconfig naming no cluster, it
+/// gets past parsing them and stops at connecting (clap would exit 2 on a flag it does not know
+/// or a value out of range).
+fn assert_binary_accepts(args: &[String]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\n").expect("kubeconfig");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodeboot"));
+    cmd.args(args.iter().map(|a| a.replace("$(POD_IP)", "127.0.0.1")))
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST");
+    let out = run_bounded(cmd, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && stderr.contains("cannot reach the Kubernetes API"),
+        "nodeboot {args:?}: {:?}\n{stderr}",
+        out.status
+    );
+}
+
 /// Polls `check` until it returns Some, for up to `limit`; panics with `what` otherwise.
 async fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -310,6 +330,7 @@ fn default_render_is_hardened_and_least_privilege() {
     ] {
         assert!(a.iter().any(|x| x == expected), "{expected} not in {a:?}");
     }
+    assert_binary_accepts(&a);
     let c = container(deploy);
     let env_from = |name: &str| {
         c["env"]
@@ -457,6 +478,7 @@ fn optional_objects_and_options_render() {
     ] {
         assert!(a.iter().any(|x| x == expected), "{expected} not in {a:?}");
     }
+    assert_binary_accepts(&a);
     let boot = find(&objs, "Service", "nb-nodeboot-boot");
     assert_eq!(boot["spec"]["type"], "LoadBalancer");
     assert_eq!(boot["spec"]["externalTrafficPolicy"], "Local");
@@ -482,6 +504,7 @@ fn optional_objects_and_options_render() {
     let objs = helm.template("site", &["replicaCount=1", "leaderElection.enabled=false"]);
     let a = args(find(&objs, "Deployment", "nb-nodeboot"));
     assert!(a.contains(&"--leader-election=off".to_owned()), "{a:?}");
+    assert_binary_accepts(&a);
     assert!(!a.iter().any(|x| x.starts_with("--lease")), "{a:?}");
     assert!(!objs.iter().any(|o| o.to_string().contains("leases")));
 

@@ -141,6 +141,7 @@ pub fn build(
         });
     }
     discovery.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    intern_documents(&mut served_nodes);
     (
         Snapshot::new(
             served_nodes,
