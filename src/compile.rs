@@ -175,9 +175,10 @@ impl CompiledBootConfig {
             arch: None,
             group: "sample",
             namespace: &self.namespace,
-            labels: &labels,
+            labels: template::LabelsRef::Map(&labels),
             meta: &meta,
         };
+        let node_vars = template::node_vars(&node);
         let mut boot = BootView {
             config: &self.name,
             kernel: &self.kernel,
@@ -191,12 +192,13 @@ impl CompiledBootConfig {
             }
             other => other,
         };
-        let params = tolerate_undefined(self.render(PARAMS, &template::variables(&node, &boot)))?;
+        let params =
+            tolerate_undefined(self.render(PARAMS, &template::variables(&node_vars, &boot)))?;
         if let Some(p) = &params {
             check_one_line(p)?;
         }
         boot.params = params.as_deref().or(Some(""));
-        let vars = template::variables(&node, &boot);
+        let vars = template::variables(&node_vars, &boot);
         tolerate_undefined(self.render(SCRIPT, &vars))?;
         for tname in [USER_DATA, VENDOR_DATA] {
             if let Some(doc) = tolerate_undefined(self.render(tname, &vars))? {

@@ -97,16 +97,7 @@ impl ResolvedNode {
 
     /// The effective labels, as selectors see them.
     pub fn labels(&self) -> Labels {
-        let spec = self.spec();
-        let mut labels = self.group.spec.labels.clone();
-        labels.extend(spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        labels.insert(labels::NAME.into(), spec.name.clone());
-        labels.insert(labels::GROUP.into(), self.group_name().to_owned());
-        if let Some(arch) = spec.arch {
-            labels.insert(labels::ARCH.into(), arch.as_str().into());
-        }
-        labels.insert(labels::KNOWN.into(), "true".into());
-        labels
+        effective_labels(&self.group, self.spec())
     }
 
     /// Merged meta-data (the BootConfig layer included when assigned).
@@ -141,7 +132,24 @@ impl ResolvedNode {
     }
 }
 
-fn effective_label<'a>(group: &'a NodeGroup, node: &'a NodeSpec, key: &str) -> Option<&'a str> {
+/// Group labels, then node labels, then the well-known `nodeboot.io/` labels.
+pub fn effective_labels(group: &NodeGroup, node: &NodeSpec) -> Labels {
+    let mut labels = group.spec.labels.clone();
+    labels.extend(node.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels.insert(labels::NAME.into(), node.name.clone());
+    labels.insert(
+        labels::GROUP.into(),
+        group.metadata.name.clone().unwrap_or_default(),
+    );
+    if let Some(arch) = node.arch {
+        labels.insert(labels::ARCH.into(), arch.as_str().into());
+    }
+    labels.insert(labels::KNOWN.into(), "true".into());
+    labels
+}
+
+/// One effective label, without building the map.
+pub fn effective_label<'a>(group: &'a NodeGroup, node: &'a NodeSpec, key: &str) -> Option<&'a str> {
     if let Some(well_known) = key.strip_prefix(labels::RESERVED_PREFIX) {
         return match well_known {
             "name" => Some(&node.name),

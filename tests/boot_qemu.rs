@@ -315,7 +315,11 @@ async fn unknown_node_boots_discovery_image() {
     );
     assert!(!cmdline.contains("xname="), "{cmdline}");
     let meta = block(&console, "META-DATA");
-    assert!(meta.contains("instance-id: 52-54-00-00-99-01"), "{meta}");
+    // Digit-leading strings are quoted in meta-data so no YAML reader takes them for numbers.
+    assert!(
+        meta.contains("instance-id: \"52-54-00-00-99-01\""),
+        "{meta}"
+    );
 }
 
 /// Reads a counter from nodeboot's metrics.

@@ -73,3 +73,44 @@ fn the_check_refuses_invalid_cloud_config() {
     assert!(!ok, "{out}");
     assert!(out.contains("is not of type"), "{out}");
 }
+
+/// meta-data is YAML written by nodeboot's own emitter: cloud-init's YAML reader (PyYAML) must
+/// read back exactly what the admin endpoint says the merged meta-data is.
+#[tokio::test]
+async fn meta_data_reads_back_in_cloud_inits_yaml_reader() {
+    let tricky = "apiVersion: nodeboot.io/v1alpha1\nkind: NodeGroup\nmetadata: {name: g, namespace: hpc}\nspec:\n  metaData: {ip: 10.1.0.5, port: \"514\", answer: \"yes\", when: \"2024-01-01\", at: \"12:30\", nested: {a: [1, \"b: c\"]}, odd: \"x\\u0085y\", text: \"line1\\nline2 # not a comment\"}\n  nodes:\n  - {name: n1, macs: [\"02:00:00:00:00:01\"]}\n";
+    let dir = manifest_dir(&[
+        ("site.yaml", include_str!("../examples/site.yaml")),
+        (
+            "bootconfigs.yaml",
+            include_str!("../examples/bootconfigs.yaml"),
+        ),
+        ("tricky.yaml", tricky),
+    ]);
+    let nb = Nodeboot::serve(dir.path(), &["--cloud-init-source-check", "off"]).await;
+    for node in ["x1000c0s1b0n1", "x1001c0s0b0n0", "n1", "02-00-00-00-99-99"] {
+        let (status, _, yaml) = nb.get(&format!("/cloud-init/{node}/meta-data")).await;
+        assert_eq!(status, 200);
+        let (_, _, report) = nb.admin_get(&format!("/nodes/{node}")).await;
+        let want: serde_json::Value =
+            serde_json::from_str::<serde_json::Value>(&report).unwrap()["metaData"].clone();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta-data");
+        std::fs::write(&path, &yaml).unwrap();
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+            ])
+            .arg(&path)
+            .output()
+            .expect("python3 with PyYAML (installed with cloud-init)");
+        assert!(
+            out.status.success(),
+            "PyYAML refused {node}'s meta-data:\n{yaml}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(got, want, "{node}: PyYAML read\n{yaml}");
+    }
+}

@@ -9,7 +9,9 @@ use crate::compile::CompiledBootConfig;
 use crate::mac::Mac;
 use ipxe::{Asker, WaitReason};
 use params::{AutoParams, ParamsError, check_one_line, with_auto_params};
-use template::{BootView, NETWORK_CONFIG, NodeView, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA};
+use template::{
+    BootView, NETWORK_CONFIG, NodeVars, NodeView, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
@@ -20,8 +22,6 @@ pub enum RenderError {
     },
     #[error("params: {0}")]
     Params(#[from] ParamsError),
-    #[error("meta-data: {0}")]
-    MetaData(String),
 }
 
 /// Where nodes reach nodeboot, and how long a waiting node sleeps at most.
@@ -59,6 +59,7 @@ pub struct CloudInitDocs {
 pub fn render_boot(
     config: &CompiledBootConfig,
     node: &NodeView<'_>,
+    vars: &NodeVars,
     seed_id: &str,
     settings: &RenderSettings,
 ) -> Result<BootRender, RenderError> {
@@ -70,7 +71,7 @@ pub fn render_boot(
         server_url: &settings.server_url,
     };
     let raw = config
-        .render(PARAMS, &template::variables(node, &boot))?
+        .render(PARAMS, &template::variables(vars, &boot))?
         .unwrap_or_default();
     check_one_line(&raw)?;
     let params = if config.auto_params {
@@ -88,7 +89,7 @@ pub fn render_boot(
         raw.trim().to_owned()
     };
     boot.params = Some(&params);
-    let (script, head_len) = match config.render(SCRIPT, &template::variables(node, &boot))? {
+    let (script, head_len) = match config.render(SCRIPT, &template::variables(vars, &boot))? {
         Some(custom) => (custom, None),
         None => {
             let mut script = ipxe::default_head(&config.kernel, config.initrd.as_deref(), &params);
@@ -117,16 +118,16 @@ pub fn render_boot(
     })
 }
 
-/// Renders the NoCloud documents of `node`; without a BootConfig only meta-data has content.
+/// Renders the NoCloud documents of a node whose merged meta-data is `meta`; without a
+/// BootConfig only meta-data has content.
 pub fn render_cloud_init(
-    config: Option<&CompiledBootConfig>,
-    node: &NodeView<'_>,
+    config: Option<(&CompiledBootConfig, &NodeVars)>,
+    meta: &serde_json::Map<String, serde_json::Value>,
     boot_params: Option<&str>,
     settings: &RenderSettings,
 ) -> Result<CloudInitDocs, RenderError> {
-    let meta_data =
-        cloud_init::meta_data_yaml(node.meta).map_err(|e| RenderError::MetaData(e.to_string()))?;
-    let Some(config) = config else {
+    let meta_data = cloud_init::meta_data_yaml(meta);
+    let Some((config, vars)) = config else {
         return Ok(CloudInitDocs {
             meta_data,
             ..Default::default()
@@ -139,7 +140,7 @@ pub fn render_cloud_init(
         params: boot_params,
         server_url: &settings.server_url,
     };
-    let vars = template::variables(node, &boot);
+    let vars = template::variables(vars, &boot);
     let user_data = match &config.secret_user_data {
         Some(verbatim) => verbatim.clone(),
         None => config.render(USER_DATA, &vars)?.unwrap_or_default(),

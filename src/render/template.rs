@@ -2,12 +2,15 @@
 
 use std::net::IpAddr;
 
-use minijinja::value::Value;
+use std::sync::Arc;
+
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, context};
 
-use crate::crd::Arch;
+use crate::crd::{Arch, NodeGroup};
 use crate::labels::Labels;
 use crate::mac::Mac;
+use crate::resolve::{effective_label, effective_labels};
 
 pub const PARAMS: &str = "params";
 pub const SCRIPT: &str = "script";
@@ -74,8 +77,82 @@ pub struct NodeView<'a> {
     pub arch: Option<Arch>,
     pub group: &'a str,
     pub namespace: &'a str,
-    pub labels: &'a Labels,
+    pub labels: LabelsRef<'a>,
     pub meta: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// Where a node's effective labels come from.
+#[derive(Debug, Clone, Copy)]
+pub enum LabelsRef<'a> {
+    Map(&'a Labels),
+    /// Derived from the NodeGroup when a template asks: most templates never read labels, and
+    /// building the map for every node of a large site would be most of the rendering cost.
+    Group {
+        group: &'a Arc<NodeGroup>,
+        index: usize,
+    },
+}
+
+#[derive(Debug)]
+struct NodeLabels {
+    group: Arc<NodeGroup>,
+    index: usize,
+}
+
+impl Object for NodeLabels {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let node = self.group.spec.nodes.get(self.index)?;
+        effective_label(&self.group, node, key.as_str()?).map(Value::from)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.group.spec.nodes.get(self.index) {
+            Some(node) => Enumerator::Values(
+                effective_labels(&self.group, node)
+                    .into_keys()
+                    .map(Value::from)
+                    .collect(),
+            ),
+            None => Enumerator::Empty,
+        }
+    }
+}
+
+/// The `node` and `meta` variables of one node, built once and shared by all its templates.
+#[derive(Debug, Clone)]
+pub struct NodeVars {
+    node: Value,
+    meta: Value,
+}
+
+pub fn node_vars(node: &NodeView<'_>) -> NodeVars {
+    let macs: Vec<String> = node.macs.iter().map(Mac::to_string).collect();
+    let labels = match node.labels {
+        LabelsRef::Map(map) => Value::from_serialize(map),
+        LabelsRef::Group { group, index } => Value::from_object(NodeLabels {
+            group: group.clone(),
+            index,
+        }),
+    };
+    NodeVars {
+        node: context! {
+            name => node.name,
+            hostname => node.hostname,
+            nid => node.nid,
+            ip => node.ip.map(|ip| ip.to_string()),
+            mac => node.mac.map(|m| m.to_string()),
+            macs => macs,
+            arch => node.arch.map(Arch::as_str),
+            group => node.group,
+            namespace => node.namespace,
+            labels => labels,
+        },
+        meta: Value::from_serialize(node.meta),
+    }
 }
 
 /// What templates know of the boot that was chosen. Values here were checked already (URLs at
@@ -89,23 +166,11 @@ pub struct BootView<'a> {
     pub server_url: &'a str,
 }
 
-pub fn variables(node: &NodeView<'_>, boot: &BootView<'_>) -> Value {
-    let macs: Vec<String> = node.macs.iter().map(Mac::to_string).collect();
+pub fn variables(vars: &NodeVars, boot: &BootView<'_>) -> Value {
     let safe = |s: &str| Value::from_safe_string(s.to_owned());
     context! {
-        node => context! {
-            name => node.name,
-            hostname => node.hostname,
-            nid => node.nid,
-            ip => node.ip.map(|ip| ip.to_string()),
-            mac => node.mac.map(|m| m.to_string()),
-            macs => macs,
-            arch => node.arch.map(Arch::as_str),
-            group => node.group,
-            namespace => node.namespace,
-            labels => Value::from_serialize(node.labels),
-        },
-        meta => Value::from_serialize(node.meta),
+        node => vars.node.clone(),
+        meta => vars.meta.clone(),
         boot => context! {
             config => boot.config,
             kernel => safe(boot.kernel),
@@ -137,7 +202,7 @@ mod tests {
             arch: Some(Arch::X86_64),
             group: "g",
             namespace: "ns",
-            labels: &labels,
+            labels: LabelsRef::Map(&labels),
             meta: &meta,
         };
         let boot = BootView {
@@ -147,7 +212,8 @@ mod tests {
             params: Some("console=ttyS0 quiet"),
             server_url: "http://10.0.0.1:8080",
         };
-        env.get_template(name)?.render(variables(&node, &boot))
+        env.get_template(name)?
+            .render(variables(&node_vars(&node), &boot))
     }
 
     #[test]
@@ -188,6 +254,69 @@ mod tests {
         assert_eq!(
             out,
             "console=ttyS0 quiet nid=1 host=nid0001 srv=http://10.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn labels_derived_from_the_group_read_like_a_map() {
+        use crate::crd::{NodeGroupSpec, NodeSpec};
+        let mut group = NodeGroup::new(
+            "cab",
+            NodeGroupSpec {
+                labels: [
+                    ("role".to_owned(), "compute".to_owned()),
+                    ("gpu".to_owned(), "none".to_owned()),
+                ]
+                .into(),
+                nodes: vec![NodeSpec {
+                    name: "n1".into(),
+                    macs: vec!["02:00:00:00:00:01".into()],
+                    labels: [("gpu".to_owned(), "a100".to_owned())].into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+        group.metadata.namespace = Some("ns".into());
+        let group = Arc::new(group);
+        let meta = serde_json::Map::new();
+        let node = NodeView {
+            name: "n1",
+            hostname: "n1",
+            nid: None,
+            ip: None,
+            mac: None,
+            macs: &[],
+            arch: None,
+            group: "cab",
+            namespace: "ns",
+            labels: LabelsRef::Group {
+                group: &group,
+                index: 0,
+            },
+            meta: &meta,
+        };
+        let boot = BootView {
+            config: "c",
+            kernel: "http://k",
+            initrd: None,
+            params: None,
+            server_url: "http://s",
+        };
+        let mut env = new_environment();
+        env.add_template_owned(
+            USER_DATA,
+            "{{ node.labels.gpu }} {{ node.labels['nodeboot.io/group'] }}|{% for k, v in node.labels|items %}{{ k }}={{ v }},{% endfor %}",
+        )
+        .unwrap();
+        let out = env
+            .get_template(USER_DATA)
+            .unwrap()
+            .render(variables(&node_vars(&node), &boot))
+            .unwrap();
+        assert_eq!(
+            out,
+            "a100 cab|gpu=a100,nodeboot.io/group=cab,nodeboot.io/known=true,nodeboot.io/name=n1,role=compute,"
         );
     }
 

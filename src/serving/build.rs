@@ -13,7 +13,7 @@ use crate::crd::{
     BootConfig, NodeGroup, NodeGroupStatus, NodePhase, NodeStatus, validate_node_group,
 };
 use crate::render::ipxe::WaitReason;
-use crate::render::template::NodeView;
+use crate::render::template::{LabelsRef, NodeView, node_vars};
 use crate::render::{RenderError, RenderSettings, render_boot, render_cloud_init};
 use crate::resolve::{Outcome, ResolvedNode, is_discovery, resolve_namespace};
 use crate::secrets::Secrets;
@@ -157,7 +157,6 @@ fn view<'a>(
     node: &'a ResolvedNode,
     mac: Option<crate::mac::Mac>,
     meta: &'a serde_json::Map<String, serde_json::Value>,
-    labels: &'a crate::labels::Labels,
 ) -> NodeView<'a> {
     NodeView {
         name: node.name(),
@@ -169,7 +168,10 @@ fn view<'a>(
         arch: node.arch(),
         group: node.group_name(),
         namespace: &node.namespace,
-        labels,
+        labels: LabelsRef::Group {
+            group: &node.group,
+            index: node.index,
+        },
         meta,
     }
 }
@@ -218,18 +220,19 @@ fn prepare_nodes(nodes: Vec<ResolvedNode>, settings: &RenderSettings) -> Vec<Ser
 /// Renders everything a node can be asked, once, now.
 fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode {
     let meta = node.meta();
-    // Templates may read node.labels; most never do, but the map is cheap next to rendering.
-    let labels = node.labels();
     let rendered: Result<(BootAnswer, PreparedCloudInit), RenderError> = match &node.outcome {
         Outcome::Assigned(config) => (|| {
             let mut per_mac = Vec::with_capacity(node.macs.len());
-            for mac in &node.macs {
-                let r = render_boot(
-                    config,
-                    &view(&node, Some(*mac), &meta, &labels),
-                    node.name(),
-                    settings,
-                )?;
+            // The first MAC's variables serve its boot script and the cloud-init documents.
+            let first_view = view(&node, node.macs.first().copied(), &meta);
+            let first_vars = node_vars(&first_view);
+            for (i, mac) in node.macs.iter().enumerate() {
+                let r = if i == 0 {
+                    render_boot(config, &first_view, &first_vars, node.name(), settings)?
+                } else {
+                    let v = view(&node, Some(*mac), &meta);
+                    render_boot(config, &v, &node_vars(&v), node.name(), settings)?
+                };
                 let script = Bytes::from(r.script);
                 // The params are a stretch of the default script's kernel line: share its bytes.
                 let params = match r.head_len.and_then(|_| find(&script, r.params.as_bytes())) {
@@ -243,14 +246,8 @@ fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode
                     head_len: r.head_len,
                 });
             }
-            let first = node.macs.first().copied();
             let params = per_mac.first().map(|p| p.params());
-            let docs = render_cloud_init(
-                Some(config),
-                &view(&node, first, &meta, &labels),
-                params,
-                settings,
-            )?;
+            let docs = render_cloud_init(Some((config, &first_vars)), &meta, params, settings)?;
             Ok((
                 BootAnswer::Boot {
                     config: config.clone(),
@@ -265,8 +262,7 @@ fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode
             } else {
                 WaitReason::Unassigned
             };
-            let first = node.macs.first().copied();
-            render_cloud_init(None, &view(&node, first, &meta, &labels), None, settings)
+            render_cloud_init(None, &meta, None, settings)
                 .map(|docs| (BootAnswer::Wait(reason), prepared_docs(docs)))
         }
     };

@@ -7,7 +7,7 @@ use super::Snapshot;
 use crate::crd::Arch;
 use crate::mac::Mac;
 use crate::render::cloud_init::merge_meta;
-use crate::render::template::NodeView;
+use crate::render::template::{LabelsRef, NodeView, node_vars};
 use crate::render::{BootRender, CloudInitDocs, RenderError, render_boot, render_cloud_init};
 use crate::resolve::{Outcome, UnknownResolution, resolve_unknown};
 
@@ -52,7 +52,7 @@ impl UnknownNode {
                 .config()
                 .map(|c| c.namespace.as_str())
                 .unwrap_or_default(),
-            labels: &self.resolution.labels,
+            labels: LabelsRef::Map(&self.resolution.labels),
             meta: &self.meta,
         }
     }
@@ -60,12 +60,17 @@ impl UnknownNode {
     /// The discovery boot, when a discovery BootConfig wins for this node.
     pub fn boot(&self, snapshot: &Snapshot) -> Option<Result<BootRender, RenderError>> {
         match &self.resolution.outcome {
-            Outcome::Assigned(config) => Some(render_boot(
-                config,
-                &self.view(),
-                &self.id,
-                &snapshot.settings,
-            )),
+            Outcome::Assigned(config) => {
+                let view = self.view();
+                let vars = node_vars(&view);
+                Some(render_boot(
+                    config,
+                    &view,
+                    &vars,
+                    &self.id,
+                    &snapshot.settings,
+                ))
+            }
             _ => None,
         }
     }
@@ -76,6 +81,12 @@ impl UnknownNode {
             Some(Ok(b)) => Some(b.params),
             _ => None,
         };
-        render_cloud_init(config, &self.view(), params.as_deref(), &snapshot.settings)
+        let vars = node_vars(&self.view());
+        render_cloud_init(
+            config.map(|c| (c, &vars)),
+            &self.meta,
+            params.as_deref(),
+            &snapshot.settings,
+        )
     }
 }

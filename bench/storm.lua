@@ -1,0 +1,119 @@
+-- wrk script of bench/storm.sh: every request asks for a different node, as in a boot storm,
+-- so neither server answers from one hot entry.
+--
+--   wrk -t T ... -s bench/storm.lua http://127.0.0.1:PORT -- NODES_TSV SCENARIO MODE T XFF MARKER_DIR
+--
+-- NODES_TSV  mac<TAB>name<TAB>ip per line (bench/nbfetch.py nodes)
+-- SCENARIO   bootscript: only /boot/v1/bootscript?mac=..
+--            storm: per node bootscript, meta-data, user-data, vendor-data, then the next node
+-- MODE       bench: walk the nodes round and round for wrk's --duration
+--            once: each thread takes its slice of the (node, document) pairs, issues it once,
+--            and stops itself when it has counted as many responses as its slice (see below)
+-- XFF        1: send X-Forwarded-For: <node ip> with cloud-init requests (source check on)
+-- MARKER_DIR once mode: each thread writes a file here when it stops (storm.sh waits for them)
+
+local nodes_file, scenario, mode, xff, marker_dir
+local macs, names, ips = {}, {}, {}
+local n = 0
+local docs = { "meta-data", "user-data", "vendor-data" }
+
+-- Per thread: which pair to ask next, where the slice starts and how long it is.
+local pos, first, slice = 0, 0, 0
+local per_node = 1
+local host
+local issued, responses = 0, 0
+local stopped = false
+
+-- Runs in the main Lua state once per thread, before the thread's init(): number the threads.
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+
+function init(args)
+  -- args[0] is the URL; ours follow "--".
+  nodes_file, scenario, mode = args[1], args[2] or "bootscript", args[3] or "bench"
+  local nthreads = tonumber(args[4] or "1")
+  xff, marker_dir = args[5] == "1", args[6] or ""
+  for line in io.lines(nodes_file) do
+    local mac, name, ip = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)$")
+    if mac then
+      n = n + 1
+      macs[n], names[n], ips[n] = mac, name, ip
+    end
+  end
+  assert(n > 0, "no nodes in " .. tostring(nodes_file))
+  per_node = (scenario == "storm") and 4 or 1
+  host = wrk.headers["Host"]
+  local total = n * per_node
+  -- wrk gives every thread the same script but its own state: split the pairs by thread id.
+  first = math.floor(total * id / nthreads)
+  slice = math.floor(total * (id + 1) / nthreads) - first
+  pos = first
+  -- A response() function makes wrk hand every header and body to Lua, which costs client CPU
+  -- the throughput runs must not pay: only once mode has one. wrk looks for it after thread
+  -- 0's init(), so defining it here works.
+  if mode == "once" then
+    response = once_response
+  end
+end
+
+local function path_of(p)
+  -- p counts pairs from 0; node k = p / per_node (1-based in the Lua tables).
+  local total = n * per_node
+  p = p % total
+  local k = math.floor(p / per_node) + 1
+  local d = p % per_node
+  if d == 0 then
+    return "/boot/v1/bootscript?mac=" .. macs[k], nil
+  end
+  return "/cloud-init/" .. names[k] .. "/" .. docs[d], ips[k]
+end
+
+function request()
+  local path, ip = path_of(pos)
+  pos = pos + 1
+  issued = issued + 1
+  -- Built by hand rather than with wrk.format(): it runs for every request, on the same two
+  -- cores as the server under test, so it should cost the client as little as possible.
+  if xff and ip then
+    return "GET " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\nX-Forwarded-For: " .. ip .. "\r\n\r\n"
+  end
+  return "GET " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\n\r\n"
+end
+
+function once_response(status, headers, body)
+  responses = responses + 1
+  -- wrk cannot send "nothing": once its slice is issued, a thread goes on with the next pairs
+  -- (repeats from the start of the next slice) until its connections are drained. Each
+  -- connection carries one request at a time, so when as many responses as the slice has
+  -- arrived, at most one request per connection of this thread is unanswered, and any request
+  -- stuck longer than --timeout is counted by wrk as a timeout error.
+  if not stopped and responses >= slice then
+    stopped = true
+    if marker_dir ~= "" then
+      local f = io.open(marker_dir .. "/thread-" .. id, "w")
+      if f then
+        f:write(string.format("%d %d %d\n", slice, issued, responses))
+        f:close()
+      end
+    end
+    wrk.thread:stop()
+  end
+end
+
+-- done() runs in wrk's main Lua state, where init() never ran: storm.sh adds what was run.
+function done(summary, latency, requests)
+  local e = summary.errors
+  -- One machine-readable line. Latencies in microseconds; err_status counts HTTP status > 399.
+  io.write(string.format(
+    "RESULT requests=%d duration_us=%d bytes=%d rps=%.1f p50_us=%d p90_us=%d p99_us=%d "
+      .. "p999_us=%d max_us=%d mean_us=%.1f "
+      .. "err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d\n",
+    summary.requests, summary.duration, summary.bytes,
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end

@@ -1,0 +1,384 @@
+#!/usr/bin/env bash
+# Boot-storm benchmark (issue 6): nodeboot against nginx serving the very same responses as
+# static files, on loopback, with wrk walking a synthetic site so that every request asks for a
+# different node.
+#
+#   bench/storm.sh [--nodes N] [--connections "64 256 1024"] [--duration 20s] [--threads 2]
+#                  [--out DIR] [--full-connections 1024] [--no-full-storm]
+#                  [--source-check off|on] [--keep-tmp]
+#
+# What it does, in order (docs/performance.md explains the method and the numbers):
+#  1. installs wrk and nginx from Debian if they are missing;
+#  2. writes a site of N nodes with target/release/nodeboot-synth;
+#  3. starts `nodeboot serve` on 127.0.0.1 and records its cold start (process start to the
+#     first 200 from /readyz) and its RSS;
+#  4. dumps, for every node, the bootscript for its MAC and its meta-data, user-data and
+#     vendor-data from nodeboot, and serves that dump with nginx under the same URLs;
+#  5. checks a sample of URLs is byte-identical on both servers;
+#  6. runs wrk (bench/storm.lua) for each scenario x connection count x server;
+#  7. the full storm: every node's four requests once (wrk, 4N requests, errors counted),
+#     then the same 4N requests once more with an exact client that checks every status and
+#     body (bench/nbfetch.py compare --all);
+#  8. prints a Markdown table and leaves raw results in --out.
+# Every server and client runs on 127.0.0.1 and every process it starts is stopped on exit.
+
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+nodes=100000
+connections="64 256 1024"
+duration=20s
+threads=2
+out=""
+full_storm=1
+full_connections=1024
+source_check=off
+keep_tmp=0
+
+usage() {
+    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --nodes) nodes=$2; shift 2 ;;
+        --connections) connections=$2; shift 2 ;;
+        --duration) duration=$2; shift 2 ;;
+        --threads) threads=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        --full-connections) full_connections=$2; shift 2 ;;
+        --no-full-storm) full_storm=0; shift ;;
+        --source-check) source_check=$2; shift 2 ;;
+        --keep-tmp) keep_tmp=1; shift ;;
+        -h|--help) usage 0 ;;
+        *) echo "storm.sh: unknown argument $1" >&2; usage 2 >&2 ;;
+    esac
+done
+
+case "$source_check" in on|off) ;; *) echo "storm.sh: --source-check on|off" >&2; exit 2 ;; esac
+for c in $connections "$full_connections"; do
+    if [ "$c" -lt "$threads" ]; then
+        echo "storm.sh: wrk needs at least as many connections as threads ($c < $threads)" >&2
+        exit 2
+    fi
+done
+
+log() { printf '[storm %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# --- binaries --------------------------------------------------------------------------------
+nodeboot=$repo/target/release/nodeboot
+synth=$repo/target/release/nodeboot-synth
+if [ ! -x "$nodeboot" ] || [ ! -x "$synth" ]; then
+    # Building takes minutes on 2 cores and others may be compiling: leave it to the caller.
+    echo "storm.sh: $nodeboot or $synth is missing; build them first: cargo build --release" >&2
+    exit 1
+fi
+
+# --- tools -----------------------------------------------------------------------------------
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]} from Debian"
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+    # Debian's nginx package may start a default server on port 80: we use our own only.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+        "${sudo[@]}" systemctl stop nginx || true
+    fi
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+for tool in curl python3; do
+    command -v "$tool" >/dev/null || { echo "storm.sh: $tool is required" >&2; exit 1; }
+done
+
+# wrk at 1024 connections plus the server's own sockets need more than the usual 1024 fds.
+want_fds=$(( 4 * (full_connections > 1024 ? full_connections : 1024) + 1024 ))
+for c in $connections; do [ $((4 * c + 1024)) -gt "$want_fds" ] && want_fds=$((4 * c + 1024)); done
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$want_fds" ]; then want_fds=$hard; fi
+ulimit -n "$want_fds"
+fds=$(ulimit -n)
+
+cores=$(nproc)
+
+# --- work and output directories, cleanup ----------------------------------------------------
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+[ -n "$out" ] || out=$here/results/$stamp-n$nodes
+mkdir -p "$out/raw"
+out=$(cd "$out" && pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/nodeboot-storm.XXXXXX")
+# nginx workers drop root privileges (user nobody): they must be able to read the dump.
+chmod 755 "$tmp"
+
+nodeboot_pid=""
+nginx_pid=""
+wrk_pid=""
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    # Only the processes this script started, by their pid.
+    [ -z "$wrk_pid" ] || kill "$wrk_pid" 2>/dev/null || true
+    [ -z "$nodeboot_pid" ] || kill "$nodeboot_pid" 2>/dev/null || true
+    # QUIT: nginx's graceful stop, the master takes its workers with it.
+    [ -z "$nginx_pid" ] || kill -QUIT "$nginx_pid" 2>/dev/null || true
+    for pid in $wrk_pid $nodeboot_pid $nginx_pid; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [ "$keep_tmp" -eq 1 ]; then
+        log "kept $tmp"
+    else
+        rm -rf "$tmp"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Three free loopback ports: ask the kernel, then release them for the servers.
+read -r nb_port admin_port nginx_port < <(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(3):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(*(s.getsockname()[1] for s in socks))
+EOF
+)
+nb=127.0.0.1:$nb_port
+admin=127.0.0.1:$admin_port
+ngx=127.0.0.1:$nginx_port
+
+now_ns() { date +%s%N; }
+rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+# --- environment record ----------------------------------------------------------------------
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "nodes: $nodes; connections: $connections; duration: $duration; threads: $threads"
+    echo "full storm: $full_storm (connections $full_connections); source check: $source_check"
+    echo "cores: $cores; $(free -g | awk '/^Mem:/ { print "memory GiB: " $2 }')"
+    echo "kernel: $(uname -r); open files limit: $fds"
+    echo "uptime: $(uptime)"
+    echo "nodeboot: $("$nodeboot" --version 2>&1 | head -1)"
+    echo "git: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet -- src Cargo.toml 2>/dev/null || echo ' (src modified)')"
+    echo "wrk: $(wrk -v 2>&1 | head -1)"
+    echo "nginx: $("$nginx_bin" -v 2>&1)"
+    echo "python: $(python3 --version 2>&1)"
+} > "$out/env.txt"
+cat "$out/env.txt" >&2
+
+# --- the site --------------------------------------------------------------------------------
+log "writing a site of $nodes nodes"
+"$synth" --nodes "$nodes" --out "$tmp/site" --macs "$tmp/macs"
+python3 "$here/nbfetch.py" nodes --macs "$tmp/macs" --out "$tmp/nodes.tsv" >&2
+
+# --- nodeboot --------------------------------------------------------------------------------
+nb_args=(serve --manifests "$tmp/site" --listen "$nb" --admin-listen "$admin"
+         --cloud-init-source-check "$source_check")
+xff=0
+if [ "$source_check" = on ]; then
+    # Source check on: every node's cloud-init data is served only to its own address, so the
+    # load generator names it in X-Forwarded-For and nodeboot trusts loopback as a proxy.
+    nb_args+=(--trusted-proxies 127.0.0.1/32)
+    xff=1
+fi
+log "starting nodeboot ${nb_args[*]}"
+t0=$(now_ns)
+"$nodeboot" "${nb_args[@]}" > "$out/nodeboot.log" 2>&1 &
+nodeboot_pid=$!
+ready=""
+# Poll /readyz every 10 ms: the cold start is measured to about that resolution.
+for _ in $(seq 6000); do
+    if ! kill -0 "$nodeboot_pid" 2>/dev/null; then
+        echo "storm.sh: nodeboot exited; see $out/nodeboot.log" >&2
+        exit 1
+    fi
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$admin/readyz" || true)
+    if [ "$code" = 200 ]; then ready=$(now_ns); break; fi
+    sleep 0.01
+done
+[ -n "$ready" ] || { echo "storm.sh: nodeboot not ready after 60 s" >&2; exit 1; }
+cold_start_ms=$(( (ready - t0) / 1000000 ))
+rss_ready_kb=$(rss_kb "$nodeboot_pid" VmRSS)
+log "nodeboot ready in $cold_start_ms ms, RSS $((rss_ready_kb / 1024)) MiB"
+
+python3 "$here/nbfetch.py" names --nodes "$tmp/nodes.tsv" --admin "$admin" >&2
+
+# --- the dump and nginx ----------------------------------------------------------------------
+log "dumping what nodeboot serves ($((4 * nodes)) responses)"
+python3 "$here/nbfetch.py" dump --nodes "$tmp/nodes.tsv" --server "$nb" --dir "$tmp/www" \
+    --concurrency 8 | tee "$out/dump.txt" >&2
+chmod -R a+rX "$tmp/www"
+
+mkdir -p "$tmp/nginx/tmp"
+# One worker per core, as a tuned static server would be set up; keep-alive requests
+# unlimited like nodeboot's (nginx's default of 1000 would add reconnects to its numbers);
+# open_file_cache so that nginx does not open() every file on every request; no access log
+# (nodeboot logs no request either); reuseport so both workers get a share of wrk's
+# connections. Cache-Control and no ETag/Last-Modified make its headers close to nodeboot's.
+cat > "$tmp/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes $cores;
+worker_rlimit_nofile $fds;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events {
+    worker_connections $(( fds < 16384 ? fds : 16384 ));
+}
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000000;
+    server_tokens off;
+    etag off;
+    open_file_cache max=$(( 4 * nodes + 1000 )) inactive=600s;
+    open_file_cache_valid 600s;
+    default_type text/plain;
+    charset utf-8;
+    client_body_temp_path $tmp/nginx/tmp/body;
+    proxy_temp_path $tmp/nginx/tmp/proxy;
+    fastcgi_temp_path $tmp/nginx/tmp/fastcgi;
+    uwsgi_temp_path $tmp/nginx/tmp/uwsgi;
+    scgi_temp_path $tmp/nginx/tmp/scgi;
+    server {
+        listen $ngx reuseport backlog=4096;
+        root $tmp/www;
+        add_header Cache-Control no-store always;
+        add_header Last-Modified "";
+        # /boot/v1/bootscript?mac=MAC: the file named after the MAC, as wrk sends it.
+        location = /boot/v1/bootscript {
+            try_files /bootscript/\$arg_mac =404;
+        }
+        # /cloud-init/NAME/DOC: plain files.
+        location /cloud-init/ {
+        }
+        location / {
+            return 404;
+        }
+    }
+}
+EOF
+cp "$tmp/nginx/nginx.conf" "$out/nginx.conf"
+"$nginx_bin" -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
+nginx_pid=$!
+for _ in $(seq 500); do
+    curl -s -o /dev/null --max-time 1 "http://$ngx/" && break
+    kill -0 "$nginx_pid" 2>/dev/null || { cat "$tmp/nginx/error.log" >&2; exit 1; }
+    sleep 0.01
+done
+
+# --- same bytes from both --------------------------------------------------------------------
+log "checking a sample of URLs is byte-identical on nodeboot and nginx"
+for server in nodeboot nginx; do
+    addr=$nb; [ $server = nodeboot ] || addr=$ngx
+    python3 "$here/nbfetch.py" compare --nodes "$tmp/nodes.tsv" --server "$addr" \
+        --dir "$tmp/www" --label "$server" --sample 250 --concurrency 4 | tee -a "$out/compare-sample.txt" >&2
+done
+# The headers differ a little (nginx adds Server, Accept-Ranges, Connection): keep them on record.
+{
+    read -r mac name _ < "$tmp/nodes.tsv"
+    for server in nodeboot nginx; do
+        addr=$nb; [ $server = nodeboot ] || addr=$ngx
+        for path in "/boot/v1/bootscript?mac=$mac" "/cloud-init/$name/meta-data"; do
+            echo "== $server GET $path"
+            curl -s -D - -o /dev/null "http://$addr$path" | tr -d '\r'
+        done
+    done
+} > "$out/headers.txt"
+
+# --- wrk -------------------------------------------------------------------------------------
+results=$out/results.tsv
+printf 'scenario\tconnections\tserver\trequests\tduration_us\tbytes\trps\tp50_us\tp90_us\tp99_us\tp999_us\tmax_us\tmean_us\terr_connect\terr_read\terr_write\terr_status\terr_timeout\tload1\n' > "$results"
+
+# run_wrk LABEL ADDR SCENARIO MODE CONNECTIONS DURATION [MARKER_DIR] -> raw/LABEL.txt
+run_wrk() {
+    local label=$1 addr=$2 scenario=$3 mode=$4 conns=$5 dur=$6 markers=${7:-}
+    wrk -t "$threads" -c "$conns" -d "$dur" --timeout 2s --latency \
+        -s "$here/storm.lua" "http://$addr" -- \
+        "$tmp/nodes.tsv" "$scenario" "$mode" "$threads" "$xff" "$markers" \
+        > "$out/raw/$label.txt" 2>&1 &
+    wrk_pid=$!
+    if [ -n "$markers" ]; then
+        # Once mode: each thread writes its marker when its slice is answered; wrk's main thread
+        # would still sleep out --duration, so end it with SIGINT, on which it reports.
+        while kill -0 "$wrk_pid" 2>/dev/null; do
+            [ "$(find "$markers" -type f | wc -l)" -ge "$threads" ] && { kill -INT "$wrk_pid"; break; }
+            sleep 0.1
+        done
+    fi
+    wait "$wrk_pid" || true
+    wrk_pid=""
+    grep '^RESULT ' "$out/raw/$label.txt" || { cat "$out/raw/$label.txt" >&2; return 1; }
+}
+
+# result_row SCENARIO CONNECTIONS SERVER LABEL: one line of results.tsv from RESULT
+result_row() {
+    local load1
+    load1=$(cut -d' ' -f1 /proc/loadavg)
+    grep '^RESULT ' "$out/raw/$4.txt" | sed 's/^RESULT //' | tr ' ' '\n' | cut -d= -f2 | paste -sd'\t' - \
+        | sed "s/^/$1\t$2\t$3\t/; s/\$/\t$load1/" >> "$results"
+}
+
+# A short warm-up per server, not recorded: page cache, nginx's open_file_cache, allocators.
+for server in nodeboot nginx; do
+    addr=$nb; [ $server = nodeboot ] || addr=$ngx
+    log "warm-up $server"
+    run_wrk "warmup-$server" "$addr" storm bench 64 3s > /dev/null
+done
+
+for scenario in bootscript storm; do
+    for c in $connections; do
+        # Both servers back to back at each point, so that a change of machine load (others
+        # compiling) falls on both rather than on one whole series.
+        for server in nodeboot nginx; do
+            addr=$nb; [ $server = nodeboot ] || addr=$ngx
+            label=$scenario-c$c-$server
+            log "wrk $label ($duration, uptime: $(cut -d' ' -f1-3 /proc/loadavg))"
+            run_wrk "$label" "$addr" "$scenario" bench "$c" "$duration" > /dev/null
+            result_row "$scenario" "$c" "$server" "$label"
+        done
+    done
+done
+
+rss_load_kb=$(rss_kb "$nodeboot_pid" VmRSS)
+
+# --- the full storm --------------------------------------------------------------------------
+metrics() { curl -s "http://$admin/metrics" | grep '^nodeboot_http_requests_total' | grep -v ' 0$' || true; }
+if [ "$full_storm" -eq 1 ]; then
+    log "full storm (wrk): every node's 4 requests once, $((4 * nodes)) requests, $full_connections connections"
+    metrics > "$out/raw/full-storm-metrics-before.txt"
+    mkdir -p "$tmp/markers"
+    run_wrk full-storm-wrk "$nb" storm once "$full_connections" 600s "$tmp/markers" > /dev/null
+    result_row storm-once "$full_connections" nodeboot full-storm-wrk
+    metrics > "$out/raw/full-storm-metrics-after.txt"
+    cat "$tmp/markers"/* > "$out/raw/full-storm-threads.txt"
+    log "full storm (exact): the same $((4 * nodes)) requests once each, shuffled, every body checked"
+    python3 "$here/nbfetch.py" compare --all --shuffle --nodes "$tmp/nodes.tsv" --server "$nb" \
+        --dir "$tmp/www" --label nodeboot-full --concurrency "$full_connections" \
+        > "$out/raw/full-storm-exact.txt" 2>&1 || true
+    cat "$out/raw/full-storm-exact.txt" >&2
+fi
+
+rss_end_kb=$(rss_kb "$nodeboot_pid" VmRSS)
+hwm_kb=$(rss_kb "$nodeboot_pid" VmHWM)
+
+cat > "$out/nodeboot.json" <<EOF
+{"nodes": $nodes, "cold_start_ms": $cold_start_ms, "rss_ready_kb": $rss_ready_kb,
+ "rss_after_wrk_kb": $rss_load_kb, "rss_end_kb": $rss_end_kb, "rss_peak_kb": $hwm_kb}
+EOF
+echo "uptime at the end: $(uptime)" >> "$out/env.txt"
+
+python3 "$here/report.py" "$out" | tee "$out/summary.md"
+log "raw results in $out"
