@@ -61,9 +61,10 @@ fn lookup(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % macs.len();
             match snapshot.by_mac(macs[i]) {
-                Found::Node(n) => {
-                    black_box(n.boot_for(Some(macs[i])).map(|(_, p)| p.script.clone()))
-                }
+                Found::Node(n) => black_box(
+                    n.boot_for(Some(macs[i]))
+                        .map(|(_, p)| p.script_for(0, &snapshot.settings)),
+                ),
                 _ => None,
             }
         })

@@ -93,7 +93,7 @@ pub fn explain(snapshot: &Snapshot, id: &str) -> Result<NodeReport, ExplainError
             Some(config.kernel.clone()),
             config.initrd.clone(),
             Some(prepared.params().to_owned()),
-            String::from_utf8_lossy(&prepared.script).into_owned(),
+            String::from_utf8_lossy(&prepared.script_for(0, &snapshot.settings)).into_owned(),
         ),
         (BootAnswer::Wait(reason), _) => (
             None,

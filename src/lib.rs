@@ -12,6 +12,7 @@ pub mod labels;
 pub mod listeners;
 pub mod mac;
 pub mod manifests;
+pub mod memory;
 pub mod metrics;
 pub mod operator;
 pub mod render;

@@ -62,6 +62,7 @@ impl Reloader {
         }
         let parsed = started.elapsed();
         let (snapshot, report) = build(&loaded.desired, &mut self.compiler, &self.settings);
+        crate::memory::release_free_memory();
         tracing::debug!(
             load_ms = parsed.as_millis() as u64,
             build_ms = (started.elapsed() - parsed).as_millis() as u64,

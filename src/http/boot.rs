@@ -272,18 +272,7 @@ fn known_bootscript(
         };
         return Ok((Json(body).into_response(), Outcome::ok));
     }
-    let body = match prepared.head_len {
-        Some(head_len) if retry > 0 => {
-            let head = std::str::from_utf8(&prepared.script[..head_len]).unwrap_or_default();
-            Bytes::from(with_retry_tail(
-                head,
-                Asker::Mac(prepared.mac),
-                retry,
-                &snapshot.settings,
-            ))
-        }
-        _ => prepared.script.clone(),
-    };
+    let body = prepared.script_for(retry, &snapshot.settings);
     Ok((text(body), Outcome::ok))
 }
 

@@ -137,6 +137,7 @@ async fn rebuild_loop(
             let settings = settings.clone();
             let built = tokio::task::spawn_blocking(move || {
                 let (snap, report) = build(&desired, &mut c, &settings);
+                crate::memory::release_free_memory();
                 (c, snap, report)
             })
             .await;

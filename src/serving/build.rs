@@ -233,17 +233,22 @@ fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode
                     let v = view(&node, Some(*mac), &meta);
                     render_boot(config, &v, &node_vars(&v), node.name(), settings)?
                 };
-                let script = Bytes::from(r.script);
+                let custom = r.head_len.is_none();
+                let mut script = r.script;
+                if let Some(head_len) = r.head_len {
+                    script.truncate(head_len);
+                }
+                let script = exact(script);
                 // The params are a stretch of the default script's kernel line: share its bytes.
                 let params = match r.head_len.and_then(|_| find(&script, r.params.as_bytes())) {
                     Some(at) => script.slice(at..at + r.params.len()),
-                    None => Bytes::from(r.params),
+                    None => exact(r.params),
                 };
                 per_mac.push(PreparedBoot {
                     mac: *mac,
                     params,
                     script,
-                    head_len: r.head_len,
+                    custom,
                 });
             }
             let params = per_mac.first().map(|p| p.params());
@@ -285,10 +290,10 @@ fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode
                 node,
                 boot: BootAnswer::Wait(WaitReason::Unassigned),
                 cloud_init: PreparedCloudInit::default(),
-                render_error: Some(RenderFailure {
+                render_error: Some(Box::new(RenderFailure {
                     config,
                     error: err.to_string(),
-                }),
+                })),
             }
         }
     }
@@ -325,12 +330,18 @@ fn intern_documents(nodes: &mut [ServedNode]) {
     }
 }
 
+/// Bytes that hold no spare capacity: rendered strings grow by doubling, and with 100,000
+/// nodes the slack would be a third of the snapshot.
+fn exact(s: String) -> Bytes {
+    Bytes::from(s.into_boxed_str().into_boxed_bytes())
+}
+
 fn prepared_docs(docs: crate::render::CloudInitDocs) -> PreparedCloudInit {
     PreparedCloudInit {
-        meta_data: Bytes::from(docs.meta_data),
-        user_data: Bytes::from(docs.user_data),
-        vendor_data: Bytes::from(docs.vendor_data),
-        network_config: docs.network_config.map(Bytes::from),
+        meta_data: exact(docs.meta_data),
+        user_data: exact(docs.user_data),
+        vendor_data: exact(docs.vendor_data),
+        network_config: docs.network_config.map(exact),
     }
 }
 

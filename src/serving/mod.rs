@@ -26,15 +26,31 @@ pub struct PreparedBoot {
     pub mac: Mac,
     /// The rendered kernel parameters; for the default script, a slice of `script`'s bytes.
     pub params: Bytes,
-    /// The script for `retry=0`, ready to send.
+    /// The default script up to its `:boot_retry` tail, or a BootConfig's own whole script.
+    /// The tail (a few lines naming the MAC and the retry count) is added per request: storing
+    /// it for every node would cost a third of the scripts' memory.
     pub script: Bytes,
-    /// Where the `:boot_retry` tail starts; `None` for a BootConfig's own script.
-    pub head_len: Option<usize>,
+    /// Whether `script` is a BootConfig's own script, served as written.
+    pub custom: bool,
 }
 
 impl PreparedBoot {
     pub fn params(&self) -> &str {
         std::str::from_utf8(&self.params).unwrap_or_default()
+    }
+
+    /// The script for request round `retry`.
+    pub fn script_for(&self, retry: u32, settings: &RenderSettings) -> Bytes {
+        if self.custom {
+            return self.script.clone();
+        }
+        let head = std::str::from_utf8(&self.script).unwrap_or_default();
+        Bytes::from(crate::render::with_retry_tail(
+            head,
+            crate::render::ipxe::Asker::Mac(self.mac),
+            retry,
+            settings,
+        ))
     }
 }
 
@@ -62,7 +78,8 @@ pub struct ServedNode {
     pub boot: BootAnswer,
     pub cloud_init: PreparedCloudInit,
     /// Why the node's BootConfig could not be rendered for it, when it could not.
-    pub render_error: Option<RenderFailure>,
+    /// Boxed: rare, and every node would otherwise carry its size.
+    pub render_error: Option<Box<RenderFailure>>,
 }
 
 #[derive(Debug, Clone)]
