@@ -9,11 +9,24 @@ import csv
 import json
 import os
 import re
+import statistics
 import sys
 
 
 def ms(us):
     return f"{int(us) / 1000:.2f}"
+
+
+# Saturation (closed loop) first, then requests paced below saturation.
+ORDER = ["bootscript", "storm", "bootscript-paced"]
+
+
+def median(rs, key):
+    return statistics.median(float(r[key]) for r in rs)
+
+
+def lat(rs):
+    return " / ".join(f"{median(rs, k) / 1000:.2f}" for k in ("p50_us", "p99_us", "p999_us"))
 
 
 def errors(row):
@@ -27,24 +40,38 @@ def main():
     with open(os.path.join(out, "env.txt"), encoding="utf-8") as f:
         env = f.read()
     print("## Boot storm: nodeboot vs nginx on the same responses\n")
+    print("`bootscript` and `storm`: wrk's closed loop, each connection sends its next request as "
+          "soon as the answer arrives (saturation). `bootscript-paced`: each connection pauses "
+          "between requests (--paced-rps), so latency is measured below saturation.\n")
     print("```\n" + env.strip() + "\n```\n")
-    print("| scenario | connections | nodeboot req/s | nginx req/s | nodeboot/nginx "
-          "| nodeboot p50 / p99 / p99.9 ms | nginx p50 / p99 / p99.9 ms "
-          "| errors nodeboot / nginx | load1 after |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     bench = {}
     for r in rows:
-        if r["scenario"] in ("bootscript", "storm"):
-            bench[(r["scenario"], int(r["connections"]), r["server"])] = r
-    for scenario, conns in sorted({(s, c) for s, c, _ in bench}, key=lambda k: (k[0] != "bootscript", k[1])):
+        if r["scenario"] in ("bootscript", "storm", "bootscript-paced"):
+            bench.setdefault((r["scenario"], int(r["connections"]), r["server"]), []).append(r)
+    runs = max((len(v) for v in bench.values()), default=0)
+    if runs > 1:
+        print(f"Medians of {runs} runs per cell (each column's median on its own); errors are summed; "
+              "the ratio is of the median req/s.\n")
+    print("| scenario | connections | nodeboot req/s | nginx req/s | nodeboot/nginx "
+          "| nodeboot p50 / p99 / p99.9 ms | nginx p50 / p99 / p99.9 ms "
+          "| errors nodeboot / nginx | load1 after each run: nodeboot; nginx |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for scenario, conns in sorted({(s, c) for s, c, _ in bench}, key=lambda k: (ORDER.index(k[0]), k[1])):
         nb, ng = bench.get((scenario, conns, "nodeboot")), bench.get((scenario, conns, "nginx"))
         if not nb or not ng:
             continue
-        ratio = float(nb["rps"]) / float(ng["rps"]) if float(ng["rps"]) else float("nan")
-        print(f"| {scenario} | {conns} | {float(nb['rps']):,.0f} | {float(ng['rps']):,.0f} | {ratio:.2f} "
-              f"| {ms(nb['p50_us'])} / {ms(nb['p99_us'])} / {ms(nb['p999_us'])} "
-              f"| {ms(ng['p50_us'])} / {ms(ng['p99_us'])} / {ms(ng['p999_us'])} "
-              f"| {errors(nb)} / {errors(ng)} | {nb['load1']}, {ng['load1']} |")
+        nb_rps, ng_rps = median(nb, "rps"), median(ng, "rps")
+        ratio = nb_rps / ng_rps if ng_rps else float("nan")
+        print(f"| {scenario} | {conns} | {nb_rps:,.0f} | {ng_rps:,.0f} | {ratio:.2f} "
+              f"| {lat(nb)} | {lat(ng)} "
+              f"| {sum(map(errors, nb))} / {sum(map(errors, ng))} "
+              f"| {' '.join(r['load1'] for r in nb)}; {' '.join(r['load1'] for r in ng)} |")
+    if runs > 1:
+        print("\nEvery run (req/s):\n")
+        print("| scenario | connections | server | " + " | ".join(f"run {i + 1}" for i in range(runs)) + " |")
+        print("|---|---:|---|" + "---:|" * runs)
+        for (scenario, conns, server), rs in sorted(bench.items(), key=lambda kv: (ORDER.index(kv[0][0]), kv[0][1], kv[0][2])):
+            print(f"| {scenario} | {conns} | {server} | " + " | ".join(f"{float(r['rps']):,.0f}" for r in rs) + " |")
 
     full = [r for r in rows if r["scenario"] == "storm-once"]
     exact_path = os.path.join(out, "raw", "full-storm-exact.txt")

@@ -1,7 +1,7 @@
 -- wrk script of bench/storm.sh: every request asks for a different node, as in a boot storm,
 -- so neither server answers from one hot entry.
 --
---   wrk -t T ... -s bench/storm.lua http://127.0.0.1:PORT -- NODES_TSV SCENARIO MODE T XFF MARKER_DIR
+--   wrk -t T ... -s bench/storm.lua http://127.0.0.1:PORT -- NODES_TSV SCENARIO MODE T XFF MARKER_DIR [DELAY_MS]
 --
 -- NODES_TSV  mac<TAB>name<TAB>ip per line (bench/nbfetch.py nodes)
 -- SCENARIO   bootscript: only /boot/v1/bootscript?mac=..
@@ -11,6 +11,10 @@
 --            and stops itself when it has counted as many responses as its slice (see below)
 -- XFF        1: send X-Forwarded-For: <node ip> with cloud-init requests (source check on)
 -- MARKER_DIR once mode: each thread writes a file here when it stops (storm.sh waits for them)
+-- DELAY_MS   > 0: each connection waits this long after a response before its next request,
+--            as a booting node does between its requests; the offered load is then about
+--            connections / (DELAY_MS + latency), below saturation, where latency means more
+--            than connections / throughput (Little's law) does in the closed loop
 
 local nodes_file, scenario, mode, xff, marker_dir
 local macs, names, ips = {}, {}, {}
@@ -36,6 +40,7 @@ function init(args)
   nodes_file, scenario, mode = args[1], args[2] or "bootscript", args[3] or "bench"
   local nthreads = tonumber(args[4] or "1")
   xff, marker_dir = args[5] == "1", args[6] or ""
+  local delay_ms = tonumber(args[7] or "0") or 0
   for line in io.lines(nodes_file) do
     local mac, name, ip = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)$")
     if mac then
@@ -56,6 +61,10 @@ function init(args)
   -- 0's init(), so defining it here works.
   if mode == "once" then
     response = once_response
+  end
+  -- Likewise delay(): wrk looks for it after thread 0's init(); without it, no timer per request.
+  if delay_ms > 0 then
+    delay = function() return delay_ms end
   end
 end
 

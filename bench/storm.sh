@@ -5,7 +5,7 @@
 #
 #   bench/storm.sh [--nodes N] [--connections "64 256 1024"] [--duration 20s] [--threads 2]
 #                  [--out DIR] [--full-connections 1024] [--no-full-storm]
-#                  [--source-check off|on] [--keep-tmp]
+#                  [--repeat R] [--paced-rps 10000] [--source-check off|on] [--keep-tmp]
 #
 # What it does, in order (docs/performance.md explains the method and the numbers):
 #  1. installs wrk and nginx from Debian if they are missing;
@@ -15,7 +15,9 @@
 #  4. dumps, for every node, the bootscript for its MAC and its meta-data, user-data and
 #     vendor-data from nodeboot, and serves that dump with nginx under the same URLs;
 #  5. checks a sample of URLs is byte-identical on both servers;
-#  6. runs wrk (bench/storm.lua) for each scenario x connection count x server;
+#  6. runs wrk (bench/storm.lua) for each scenario x connection count x server, at saturation
+#     (closed loop), then bootscript requests paced to about --paced-rps in total (each
+#     connection pauses between requests) for latency below saturation; 0 skips those;
 #  7. the full storm: every node's four requests once (wrk, 4N requests, errors counted),
 #     then the same 4N requests once more with an exact client that checks every status and
 #     body (bench/nbfetch.py compare --all);
@@ -36,6 +38,8 @@ full_storm=1
 full_connections=1024
 source_check=off
 keep_tmp=0
+repeat=1
+paced_rps=10000
 
 usage() {
     sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -53,6 +57,8 @@ while [ $# -gt 0 ]; do
         --no-full-storm) full_storm=0; shift ;;
         --source-check) source_check=$2; shift 2 ;;
         --keep-tmp) keep_tmp=1; shift ;;
+        --repeat) repeat=$2; shift 2 ;;
+        --paced-rps) paced_rps=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "storm.sh: unknown argument $1" >&2; usage 2 >&2 ;;
     esac
@@ -162,7 +168,7 @@ rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 # --- environment record ----------------------------------------------------------------------
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "nodes: $nodes; connections: $connections; duration: $duration; threads: $threads"
+    echo "nodes: $nodes; connections: $connections; duration: $duration; threads: $threads; repeat: $repeat"
     echo "full storm: $full_storm (connections $full_connections); source check: $source_check"
     echo "cores: $cores; $(free -g | awk '/^Mem:/ { print "memory GiB: " $2 }')"
     echo "kernel: $(uname -r); open files limit: $fds"
@@ -300,14 +306,14 @@ done
 
 # --- wrk -------------------------------------------------------------------------------------
 results=$out/results.tsv
-printf 'scenario\tconnections\tserver\trequests\tduration_us\tbytes\trps\tp50_us\tp90_us\tp99_us\tp999_us\tmax_us\tmean_us\terr_connect\terr_read\terr_write\terr_status\terr_timeout\tload1\n' > "$results"
+printf 'scenario\tconnections\tserver\trun\trequests\tduration_us\tbytes\trps\tp50_us\tp90_us\tp99_us\tp999_us\tmax_us\tmean_us\terr_connect\terr_read\terr_write\terr_status\terr_timeout\tload1\n' > "$results"
 
-# run_wrk LABEL ADDR SCENARIO MODE CONNECTIONS DURATION [MARKER_DIR] -> raw/LABEL.txt
+# run_wrk LABEL ADDR SCENARIO MODE CONNECTIONS DURATION [MARKER_DIR] [DELAY_MS] -> raw/LABEL.txt
 run_wrk() {
-    local label=$1 addr=$2 scenario=$3 mode=$4 conns=$5 dur=$6 markers=${7:-}
+    local label=$1 addr=$2 scenario=$3 mode=$4 conns=$5 dur=$6 markers=${7:-} delay_ms=${8:-0}
     wrk -t "$threads" -c "$conns" -d "$dur" --timeout 2s --latency \
         -s "$here/storm.lua" "http://$addr" -- \
-        "$tmp/nodes.tsv" "$scenario" "$mode" "$threads" "$xff" "$markers" \
+        "$tmp/nodes.tsv" "$scenario" "$mode" "$threads" "$xff" "$markers" "$delay_ms" \
         > "$out/raw/$label.txt" 2>&1 &
     wrk_pid=$!
     if [ -n "$markers" ]; then
@@ -323,12 +329,12 @@ run_wrk() {
     grep '^RESULT ' "$out/raw/$label.txt" || { cat "$out/raw/$label.txt" >&2; return 1; }
 }
 
-# result_row SCENARIO CONNECTIONS SERVER LABEL: one line of results.tsv from RESULT
+# result_row SCENARIO CONNECTIONS SERVER RUN LABEL: one line of results.tsv from RESULT
 result_row() {
     local load1
     load1=$(cut -d' ' -f1 /proc/loadavg)
-    grep '^RESULT ' "$out/raw/$4.txt" | sed 's/^RESULT //' | tr ' ' '\n' | cut -d= -f2 | paste -sd'\t' - \
-        | sed "s/^/$1\t$2\t$3\t/; s/\$/\t$load1/" >> "$results"
+    grep '^RESULT ' "$out/raw/$5.txt" | sed 's/^RESULT //' | tr ' ' '\n' | cut -d= -f2 | paste -sd'\t' - \
+        | sed "s/^/$1\t$2\t$3\t$4\t/; s/\$/\t$load1/" >> "$results"
 }
 
 # A short warm-up per server, not recorded: page cache, nginx's open_file_cache, allocators.
@@ -338,18 +344,36 @@ for server in nodeboot nginx; do
     run_wrk "warmup-$server" "$addr" storm bench 64 3s > /dev/null
 done
 
-for scenario in bootscript storm; do
-    for c in $connections; do
-        # Both servers back to back at each point, so that a change of machine load (others
-        # compiling) falls on both rather than on one whole series.
-        for server in nodeboot nginx; do
-            addr=$nb; [ $server = nodeboot ] || addr=$ngx
-            label=$scenario-c$c-$server
-            log "wrk $label ($duration, uptime: $(cut -d' ' -f1-3 /proc/loadavg))"
-            run_wrk "$label" "$addr" "$scenario" bench "$c" "$duration" > /dev/null
-            result_row "$scenario" "$c" "$server" "$label"
+for run in $(seq "$repeat"); do
+    for scenario in bootscript storm; do
+        for c in $connections; do
+            # Both servers back to back at each point, and whole rounds repeated rather than
+            # each point, so that a change of machine load (others compiling, VMs booting)
+            # falls on both servers rather than on one series. report.py takes medians.
+            for server in nodeboot nginx; do
+                addr=$nb; [ $server = nodeboot ] || addr=$ngx
+                label=$scenario-c$c-$server-r$run
+                log "wrk $label ($duration, load: $(cut -d' ' -f1-3 /proc/loadavg))"
+                run_wrk "$label" "$addr" "$scenario" bench "$c" "$duration" > /dev/null
+                result_row "$scenario" "$c" "$server" "$run" "$label"
+            done
         done
     done
+    if [ "$paced_rps" -gt 0 ]; then
+        for c in $connections; do
+            # wrk's delay() is in whole milliseconds: c connections pausing d ms offer at most
+            # c * 1000 / d requests/s; report.py shows what was really served.
+            delay_ms=$(( c * 1000 / paced_rps ))
+            [ "$delay_ms" -ge 1 ] || { log "skip paced run at $c connections: $paced_rps req/s needs < 1 ms pauses"; continue; }
+            for server in nodeboot nginx; do
+                addr=$nb; [ $server = nodeboot ] || addr=$ngx
+                label=bootscript-paced-c$c-$server-r$run
+                log "wrk $label (${delay_ms} ms pauses, $duration, load: $(cut -d' ' -f1-3 /proc/loadavg))"
+                run_wrk "$label" "$addr" bootscript bench "$c" "$duration" "" "$delay_ms" > /dev/null
+                result_row bootscript-paced "$c" "$server" "$run" "$label"
+            done
+        done
+    fi
 done
 
 rss_load_kb=$(rss_kb "$nodeboot_pid" VmRSS)
@@ -361,7 +385,7 @@ if [ "$full_storm" -eq 1 ]; then
     metrics > "$out/raw/full-storm-metrics-before.txt"
     mkdir -p "$tmp/markers"
     run_wrk full-storm-wrk "$nb" storm once "$full_connections" 600s "$tmp/markers" > /dev/null
-    result_row storm-once "$full_connections" nodeboot full-storm-wrk
+    result_row storm-once "$full_connections" nodeboot 1 full-storm-wrk
     metrics > "$out/raw/full-storm-metrics-after.txt"
     cat "$tmp/markers"/* > "$out/raw/full-storm-threads.txt"
     log "full storm (exact): the same $((4 * nodes)) requests once each, shuffled, every body checked"
