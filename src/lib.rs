@@ -15,6 +15,7 @@ pub mod manifests;
 pub mod memory;
 pub mod metrics;
 pub mod operator;
+pub mod parallel;
 pub mod render;
 pub mod resolve;
 pub mod secrets;

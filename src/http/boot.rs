@@ -63,6 +63,21 @@ enum Ident {
 }
 
 impl Ident {
+    fn find<'a>(&self, snapshot: &'a Snapshot) -> Found<'a> {
+        match self {
+            Ident::Mac(mac) => snapshot.by_mac(*mac),
+            Ident::Name(name) => snapshot.by_name(name),
+            Ident::Nid(nid) => snapshot.by_nid(*nid),
+        }
+    }
+
+    fn mac(&self) -> Option<Mac> {
+        match self {
+            Ident::Mac(m) => Some(*m),
+            _ => None,
+        }
+    }
+
     fn asker(&self) -> Asker<'_> {
         match self {
             Ident::Mac(m) => Asker::Mac(*m),
@@ -201,11 +216,7 @@ pub async fn bootscript(
         let json = wants_json(&q);
         let arch = present(&q.arch).and_then(Arch::from_request);
         let snapshot = state.snapshot.load();
-        let found = match &ident {
-            Ident::Mac(mac) => snapshot.by_mac(*mac),
-            Ident::Name(name) => snapshot.by_name(name),
-            Ident::Nid(nid) => snapshot.by_nid(*nid),
-        };
+        let found = ident.find(&snapshot);
         match found {
             Found::Node(node) => known_bootscript(&snapshot, node, &ident, retry, json),
             Found::Ambiguous => {
@@ -244,10 +255,7 @@ fn known_bootscript(
     retry: u32,
     json: bool,
 ) -> Result<(Response, Outcome), Problem> {
-    let asked_mac = match ident {
-        Ident::Mac(m) => Some(*m),
-        _ => None,
-    };
+    let asked_mac = ident.mac();
     let (config, prepared) = match (&node.boot, node.boot_for(asked_mac)) {
         (BootAnswer::Boot { .. }, Some(found)) => found,
         (BootAnswer::Wait(reason), _) => {
@@ -335,11 +343,8 @@ pub async fn bootparameters(
         let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
         let ident = parse_ident(&q)?;
         let snapshot = state.snapshot.load();
-        let (found, asked_mac) = match &ident {
-            Ident::Mac(mac) => (snapshot.by_mac(*mac), Some(*mac)),
-            Ident::Name(name) => (snapshot.by_name(name), None),
-            Ident::Nid(nid) => (snapshot.by_nid(*nid), None),
-        };
+        let found = ident.find(&snapshot);
+        let asked_mac = ident.mac();
         let node = match found {
             Found::Node(n) => n,
             Found::Ambiguous => {

@@ -299,24 +299,7 @@ fn read_and_parse(path: &Path) -> Result<ParsedFile, ManifestError> {
 
 /// Parses files on all cores, keeping their order.
 fn parse_files(paths: Vec<&Path>) -> Vec<Result<ParsedFile, ManifestError>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || paths.len() < 2 {
-        return paths.into_iter().map(read_and_parse).collect();
-    }
-    let chunk = paths.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = paths
-            .chunks(chunk)
-            .map(|c| scope.spawn(move || c.iter().map(|p| read_and_parse(p)).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
+    crate::parallel::map_in_order(paths, 1, read_and_parse)
 }
 
 /// Size and modification time of every manifest: a cheap way to notice any change.

@@ -179,42 +179,7 @@ fn view<'a>(
 /// Renders every node, spread over the machine's cores: rendering is the bulk of a rebuild and
 /// each node's is independent. Order is kept.
 fn prepare_nodes(nodes: Vec<ResolvedNode>, settings: &RenderSettings) -> Vec<ServedNode> {
-    const MIN_CHUNK: usize = 2048;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || nodes.len() < 2 * MIN_CHUNK {
-        return nodes
-            .into_iter()
-            .map(|n| prepare_node(n, settings))
-            .collect();
-    }
-    let chunk = nodes.len().div_ceil(threads).max(MIN_CHUNK);
-    let mut chunks: Vec<Vec<ResolvedNode>> = Vec::new();
-    let mut rest = nodes;
-    while rest.len() > chunk {
-        let tail = rest.split_off(chunk);
-        chunks.push(rest);
-        rest = tail;
-    }
-    chunks.push(rest);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|c| {
-                scope.spawn(move || {
-                    c.into_iter()
-                        .map(|n| prepare_node(n, settings))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
+    crate::parallel::map_in_order(nodes, 2048, |n| prepare_node(n, settings))
 }
 
 /// Renders everything a node can be asked, once, now.
