@@ -40,10 +40,10 @@ def main():
     with open(os.path.join(out, "env.txt"), encoding="utf-8") as f:
         env = f.read()
     print("## Boot storm: nodeboot vs nginx on the same responses\n")
+    print("```\n" + env.strip() + "\n```\n")
     print("`bootscript` and `storm`: wrk's closed loop, each connection sends its next request as "
           "soon as the answer arrives (saturation). `bootscript-paced`: each connection pauses "
-          "between requests (--paced-rps), so latency is measured below saturation.\n")
-    print("```\n" + env.strip() + "\n```\n")
+          "between requests (--paced-rps), so latency is measured below saturation; its req/s is the offered load, compare latencies only.\n")
     bench = {}
     for r in rows:
         if r["scenario"] in ("bootscript", "storm", "bootscript-paced"):
@@ -111,6 +111,31 @@ def main():
                   "(`nodeboot_http_requests_total` deltas; `wait` is the answer to nodes in conflict):\n")
             for k, v in sorted(delta.items()):
                 print(f"- `{k}`: {v}")
+
+    # Listen-queue overflows per run (bench/storm.sh tcp_counters): counters of the whole network
+    # namespace, so anything else on the machine adds to them.
+    drops = []
+    raw = os.path.join(out, "raw")
+    for name in sorted(os.listdir(raw)):
+        if not name.endswith(".tcp"):
+            continue
+        with open(os.path.join(raw, name), encoding="utf-8") as f:
+            lines = [dict(kv.split("=") for kv in line.split()) for line in f if line.strip()]
+        if len(lines) == 2:
+            d = {k: int(lines[1][k] or 0) - int(lines[0][k] or 0) for k in lines[0]}
+            if any(d.values()):
+                drops.append((name[:-4], d))
+    if drops:
+        print("\n## TCP counters that moved during a run\n")
+        print("A listen-queue overflow drops a connection's handshake, which the client resends after "
+              "about a second: that connection starts late. wrk starts a request's latency clock when it "
+              "writes the request, once connected, so a handshake retried as a SYN (TCPSynRetrans) "
+              "shows here and not in its latencies. The counters cover the whole network "
+              "namespace: anything else on the machine adds to them.\n")
+        print("| run | " + " | ".join(drops[0][1]) + " |")
+        print("|---|" + "---:|" * len(drops[0][1]))
+        for label, d in drops:
+            print(f"| {label} | " + " | ".join(str(v) for v in d.values()) + " |")
 
     with open(os.path.join(out, "nodeboot.json"), encoding="utf-8") as f:
         nb = json.load(f)

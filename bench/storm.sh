@@ -117,6 +117,8 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 [ -n "$out" ] || out=$here/results/$stamp-n$nodes
 mkdir -p "$out/raw"
 out=$(cd "$out" && pwd)
+# A reused --out starts empty of a previous run's raw files (report.py reads all of raw/).
+rm -f "$out"/raw/*.txt "$out"/raw/*.tcp "$out/compare-sample.txt"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nodeboot-storm.XXXXXX")
 # nginx workers drop root privileges (user nobody): they must be able to read the dump.
 chmod 755 "$tmp"
@@ -124,17 +126,24 @@ chmod 755 "$tmp"
 nodeboot_pid=""
 nginx_pid=""
 wrk_pid=""
+step_pid=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     # Only the processes this script started, by their pid.
+    [ -z "$step_pid" ] || kill "$step_pid" 2>/dev/null || true
     [ -z "$wrk_pid" ] || kill "$wrk_pid" 2>/dev/null || true
     [ -z "$nodeboot_pid" ] || kill "$nodeboot_pid" 2>/dev/null || true
     # QUIT: nginx's graceful stop, the master takes its workers with it.
     [ -z "$nginx_pid" ] || kill -QUIT "$nginx_pid" 2>/dev/null || true
-    for pid in $wrk_pid $nodeboot_pid $nginx_pid; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for pid in $step_pid $wrk_pid $nodeboot_pid $nginx_pid; do
+        # An exited child stays a zombie (and kill -0 succeeds) until it is waited for.
+        for _ in $(seq 50); do
+            [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null || echo Z)" != Z ] || break
+            sleep 0.1
+        done
         kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
     done
     if [ "$keep_tmp" -eq 1 ]; then
         log "kept $tmp"
@@ -163,6 +172,18 @@ admin=127.0.0.1:$admin_port
 ngx=127.0.0.1:$nginx_port
 
 now_ns() { date +%s%N; }
+
+# step CMD...: runs a long step in the background and waits for it. bash runs a trap only once
+# its foreground command is over, so a TERM during a one-minute dump would wait for the dump;
+# `wait` returns at once on a signal, and cleanup then ends the step too.
+step() {
+    local rc=0
+    "$@" &
+    step_pid=$!
+    wait "$step_pid" || rc=$?
+    step_pid=""
+    return "$rc"
+}
 rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 # --- environment record ----------------------------------------------------------------------
@@ -173,7 +194,8 @@ rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
     echo "cores: $cores; $(free -g | awk '/^Mem:/ { print "memory GiB: " $2 }')"
     echo "kernel: $(uname -r); open files limit: $fds"
     echo "uptime: $(uptime)"
-    echo "nodeboot: $("$nodeboot" --version 2>&1 | head -1)"
+    # Others rebuild target/release while we measure: say which binary this was.
+    echo "nodeboot: $("$nodeboot" --version 2>&1 | head -1); binary sha256 $(sha256sum "$nodeboot" | cut -c1-12), built $(date -u -r "$nodeboot" +%Y-%m-%dT%H:%M:%SZ)"
     echo "git: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet -- src Cargo.toml 2>/dev/null || echo ' (src modified)')"
     echo "wrk: $(wrk -v 2>&1 | head -1)"
     echo "nginx: $("$nginx_bin" -v 2>&1)"
@@ -183,8 +205,8 @@ cat "$out/env.txt" >&2
 
 # --- the site --------------------------------------------------------------------------------
 log "writing a site of $nodes nodes"
-"$synth" --nodes "$nodes" --out "$tmp/site" --macs "$tmp/macs"
-python3 "$here/nbfetch.py" nodes --macs "$tmp/macs" --out "$tmp/nodes.tsv" >&2
+step "$synth" --nodes "$nodes" --out "$tmp/site" --macs "$tmp/macs"
+step python3 "$here/nbfetch.py" nodes --macs "$tmp/macs" --out "$tmp/nodes.tsv" >&2
 
 # --- nodeboot --------------------------------------------------------------------------------
 nb_args=(serve --manifests "$tmp/site" --listen "$nb" --admin-listen "$admin"
@@ -216,12 +238,13 @@ cold_start_ms=$(( (ready - t0) / 1000000 ))
 rss_ready_kb=$(rss_kb "$nodeboot_pid" VmRSS)
 log "nodeboot ready in $cold_start_ms ms, RSS $((rss_ready_kb / 1024)) MiB"
 
-python3 "$here/nbfetch.py" names --nodes "$tmp/nodes.tsv" --admin "$admin" >&2
+step python3 "$here/nbfetch.py" names --nodes "$tmp/nodes.tsv" --admin "$admin" >&2
 
 # --- the dump and nginx ----------------------------------------------------------------------
 log "dumping what nodeboot serves ($((4 * nodes)) responses)"
-python3 "$here/nbfetch.py" dump --nodes "$tmp/nodes.tsv" --server "$nb" --dir "$tmp/www" \
-    --concurrency 8 | tee "$out/dump.txt" >&2
+step python3 "$here/nbfetch.py" dump --nodes "$tmp/nodes.tsv" --server "$nb" --dir "$tmp/www" \
+    --concurrency 8 > "$out/dump.txt"
+cat "$out/dump.txt" >&2
 chmod -R a+rX "$tmp/www"
 
 mkdir -p "$tmp/nginx/tmp"
@@ -289,9 +312,10 @@ done
 log "checking a sample of URLs is byte-identical on nodeboot and nginx"
 for server in nodeboot nginx; do
     addr=$nb; [ $server = nodeboot ] || addr=$ngx
-    python3 "$here/nbfetch.py" compare --nodes "$tmp/nodes.tsv" --server "$addr" \
-        --dir "$tmp/www" --label "$server" --sample 250 --concurrency 4 | tee -a "$out/compare-sample.txt" >&2
+    step python3 "$here/nbfetch.py" compare --nodes "$tmp/nodes.tsv" --server "$addr" \
+        --dir "$tmp/www" --label "$server" --sample 250 --concurrency 4 >> "$out/compare-sample.txt"
 done
+cat "$out/compare-sample.txt" >&2
 # The headers differ a little (nginx adds Server, Accept-Ranges, Connection): keep them on record.
 {
     read -r mac name _ < "$tmp/nodes.tsv"
@@ -308,9 +332,21 @@ done
 results=$out/results.tsv
 printf 'scenario\tconnections\tserver\trun\trequests\tduration_us\tbytes\trps\tp50_us\tp90_us\tp99_us\tp999_us\tmax_us\tmean_us\terr_connect\terr_read\terr_write\terr_status\terr_timeout\tload1\n' > "$results"
 
+# The kernel's TCP counters that tell a listen queue overflowed (more connections arrived at once
+# than the server's listen backlog holds: the handshake is dropped and resent after about a
+# second). wrk starts its latency clock once connected, so only these counters show it. Read
+# from /proc rather than with nstat, whose history file is shared by every user of the machine.
+tcp_counters() {
+    awk '$1 == "TcpExt:" { if (!n) { split($0, k); n = 1 } else { for (i = 2; i <= NF; i++) v[k[i]] = $i } }
+         END { printf "ListenOverflows=%s ListenDrops=%s TCPSynRetrans=%s SyncookiesSent=%s TCPTimeouts=%s\n",
+               v["ListenOverflows"], v["ListenDrops"], v["TCPSynRetrans"], v["SyncookiesSent"], v["TCPTimeouts"] }' \
+        /proc/net/netstat
+}
+
 # run_wrk LABEL ADDR SCENARIO MODE CONNECTIONS DURATION [MARKER_DIR] [DELAY_MS] -> raw/LABEL.txt
 run_wrk() {
     local label=$1 addr=$2 scenario=$3 mode=$4 conns=$5 dur=$6 markers=${7:-} delay_ms=${8:-0}
+    tcp_counters > "$out/raw/$label.tcp"
     wrk -t "$threads" -c "$conns" -d "$dur" --timeout 2s --latency \
         -s "$here/storm.lua" "http://$addr" -- \
         "$tmp/nodes.tsv" "$scenario" "$mode" "$threads" "$xff" "$markers" "$delay_ms" \
@@ -326,6 +362,7 @@ run_wrk() {
     fi
     wait "$wrk_pid" || true
     wrk_pid=""
+    tcp_counters >> "$out/raw/$label.tcp"
     grep '^RESULT ' "$out/raw/$label.txt" || { cat "$out/raw/$label.txt" >&2; return 1; }
 }
 
@@ -389,7 +426,7 @@ if [ "$full_storm" -eq 1 ]; then
     metrics > "$out/raw/full-storm-metrics-after.txt"
     cat "$tmp/markers"/* > "$out/raw/full-storm-threads.txt"
     log "full storm (exact): the same $((4 * nodes)) requests once each, shuffled, every body checked"
-    python3 "$here/nbfetch.py" compare --all --shuffle --nodes "$tmp/nodes.tsv" --server "$nb" \
+    step python3 "$here/nbfetch.py" compare --all --shuffle --nodes "$tmp/nodes.tsv" --server "$nb" \
         --dir "$tmp/www" --label nodeboot-full --concurrency "$full_connections" \
         > "$out/raw/full-storm-exact.txt" 2>&1 || true
     cat "$out/raw/full-storm-exact.txt" >&2

@@ -33,6 +33,21 @@ pub struct Running {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
+/// Pending connections the kernel may queue per listener. A power-cycled rack opens thousands of
+/// connections at once; at the usual 128 the kernel drops the overflow and each of those nodes
+/// waits a second or more for its SYN to be retried.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 pub async fn start(
     args: &ServeArgs,
     snapshot: SharedSnapshot,
@@ -42,20 +57,16 @@ pub async fn start(
 ) -> Result<Running, ListenError> {
     let limits = Limits::default();
     let server_url = args.advertise_url()?;
-    let boot = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| ListenError::Bind {
-            addr: args.listen,
-            what: "boot listener",
-            source,
-        })?;
-    let admin = TcpListener::bind(args.admin_listen)
-        .await
-        .map_err(|source| ListenError::Bind {
-            addr: args.admin_listen,
-            what: "admin listener",
-            source,
-        })?;
+    let boot = bind(args.listen).map_err(|source| ListenError::Bind {
+        addr: args.listen,
+        what: "boot listener",
+        source,
+    })?;
+    let admin = bind(args.admin_listen).map_err(|source| ListenError::Bind {
+        addr: args.admin_listen,
+        what: "admin listener",
+        source,
+    })?;
     let boot_addr = boot.local_addr().unwrap_or(args.listen);
     let admin_addr = admin.local_addr().unwrap_or(args.admin_listen);
     let boot_state = BootState {

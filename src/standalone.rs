@@ -62,7 +62,6 @@ impl Reloader {
         }
         let parsed = started.elapsed();
         let (snapshot, report) = build(&loaded.desired, &mut self.compiler, &self.settings);
-        crate::memory::release_free_memory();
         tracing::debug!(
             load_ms = parsed.as_millis() as u64,
             build_ms = (started.elapsed() - parsed).as_millis() as u64,
@@ -123,9 +122,11 @@ pub async fn run(dir: PathBuf, args: ServeArgs) -> Result<(), StandaloneError> {
     let mut seen: Fingerprint = fingerprint(&dir)?;
     let (reloader_back, first) = rebuild(reloader, &metrics).await?;
     reloader = reloader_back;
-    let (first, _) = first?;
+    let (first, report) = first?;
+    drop(report);
     tracing::info!(dir = %dir.display(), nodes = first.nodes().len(), "manifests loaded");
     snapshot.store(Arc::new(first));
+    crate::memory::release_free_memory();
     ready.store(true, Ordering::Release);
 
     let running = listeners::start(
@@ -157,9 +158,13 @@ pub async fn run(dir: PathBuf, args: ServeArgs) -> Result<(), StandaloneError> {
         let (reloader_back, result) = rebuild(reloader, &metrics).await?;
         reloader = reloader_back;
         match result {
-            Ok((next, _)) => {
+            Ok((next, report)) => {
+                drop(report);
                 tracing::info!(nodes = next.nodes().len(), "manifests reloaded");
                 snapshot.store(Arc::new(next));
+                // The previous snapshot is gone once its last request finishes; give back
+                // what the rebuild used meanwhile.
+                tokio::task::spawn_blocking(crate::memory::release_free_memory);
             }
             Err(e) => tracing::error!(error = %e, "reload failed; serving the last good state"),
         }
