@@ -46,6 +46,14 @@ async fn main() {
         .collect();
     let nodes: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/");
+    kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/nodegroups.nodeboot.io",
+        "crd/bootconfigs.nodeboot.io",
+    ]);
     let ns = format!("propagation-{}", std::process::id());
     kubectl(&["create", "namespace", &ns]);
 

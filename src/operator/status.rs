@@ -16,7 +16,7 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 
 use super::inventory::Inventory;
-use crate::crd::{BootConfigStatus, NodeGroupStatus};
+use crate::crd::{BootConfigStatus, NodeGroup, NodeGroupStatus, NodePhase, NodeStatus};
 use crate::metrics::{Metrics, ReconcileLabels};
 use crate::serving::{ReadyCondition, StatusReport};
 
@@ -28,6 +28,53 @@ pub struct StatusWriter {
     client: Client,
     recorder: Recorder,
     metrics: Arc<Metrics>,
+}
+
+/// etcd refuses objects over 1.5 MiB. A 5000-node NodeGroup's spec and its server-side-apply
+/// managedFields can take most of that, so the per-node list in status must fit what is left.
+const OBJECT_BUDGET_BYTES: usize = 1_400_000;
+
+/// The per-node status list that fits the object: every node when it fits; else the nodes that
+/// are not Assigned (the ones someone must look at), as many as fit; the condition says so.
+fn fit_node_list(
+    current: &NodeGroup,
+    nodes: &[NodeStatus],
+    ready: &mut ReadyCondition,
+) -> Vec<NodeStatus> {
+    let mut without_status = current.clone();
+    without_status.status = None;
+    let rest = json_len(&without_status);
+    // Room for the counts, the condition and the apply request's envelope.
+    let room = OBJECT_BUDGET_BYTES.saturating_sub(rest + 4096);
+    if json_len(&nodes) <= room {
+        return nodes.to_vec();
+    }
+    let mut kept: Vec<NodeStatus> = Vec::new();
+    let mut used = 2;
+    for n in nodes.iter().filter(|n| n.phase != NodePhase::Assigned) {
+        let len = json_len(n) + 1;
+        if used + len > room {
+            break;
+        }
+        used += len;
+        kept.push(n.clone());
+    }
+    let not_assigned = nodes
+        .iter()
+        .filter(|n| n.phase != NodePhase::Assigned)
+        .count();
+    ready.message.push_str(&format!(
+        "; status.nodes lists {} of the {not_assigned} nodes that are not Assigned, and no Assigned node: \
+         the whole list would not fit the object size limit; `nodeboot explain` and the admin \
+         endpoint /nodes/<name> show any node",
+        kept.len()
+    ));
+    kept
+}
+
+/// JSON length of a value, for the size budget.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
 }
 
 /// Keeps the transition time when the condition's status did not change, as Kubernetes
@@ -120,10 +167,13 @@ impl StatusWriter {
                 continue;
             };
             let previous = current.status.clone().unwrap_or_default();
-            let condition = ready_condition(&g.ready, g.generation, &previous.conditions);
+            let mut ready = g.ready.clone();
+            let nodes = fit_node_list(&current, &g.status.nodes, &mut ready);
+            let condition = ready_condition(&ready, g.generation, &previous.conditions);
             let desired = NodeGroupStatus {
                 observed_generation: g.generation,
                 conditions: vec![condition],
+                nodes,
                 ..g.status.clone()
             };
             writes.push(Either::Left(self.write(
