@@ -432,15 +432,7 @@ async fn broken_template_keeps_serving_last_good_version() {
         &config("a", 0, "{}", "console=ttyS0 v={{ 2 +"),
     );
     // Wait for the reload to be logged, then check the old version is still served.
-    let start = std::time::Instant::now();
-    while !nb.logs().contains("still serving generation 1") {
-        assert!(
-            start.elapsed().as_secs() < 20,
-            "no InvalidSpec report:\n{}",
-            nb.logs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    nb.wait_log("still serving generation 1").await;
     let (_, _, during) = nb.get("/boot/v1/bootscript?mac=02:00:00:00:00:01").await;
     assert_eq!(during, before);
     let (_, _, report) = nb.admin_get("/nodes/n1").await;
@@ -475,32 +467,15 @@ async fn bad_file_is_reported_and_last_good_state_kept() {
         &dir.path().join("site.yaml"),
         "apiVersion: nodeboot.io/v1alpha1\nkind: NodeGroup\nmetadata: {name: x\n",
     );
-    let start = std::time::Instant::now();
-    while !nb.logs().contains("site.yaml: document 1: not valid YAML") {
-        assert!(
-            start.elapsed().as_secs() < 20,
-            "bad file not reported:\n{}",
-            nb.logs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    nb.wait_log("site.yaml: document 1: not valid YAML").await;
     assert_eq!(nb.get(path).await.2, before);
     // A file the API server would refuse (a bad MAC) is refused the same way.
     rewrite(
         &dir.path().join("site.yaml"),
         &EXAMPLES_SITE.replace("02:00:00:00:10:00", "02:00:00:00:10:0g"),
     );
-    while !nb
-        .logs()
-        .contains("spec.nodes[0].macs: '02:00:00:00:10:0g' is not a MAC address")
-    {
-        assert!(
-            start.elapsed().as_secs() < 20,
-            "bad MAC not reported:\n{}",
-            nb.logs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    nb.wait_log("spec.nodes[0].macs: '02:00:00:00:10:0g' is not a MAC address")
+        .await;
     assert_eq!(nb.get(path).await.2, before);
     // A good edit takes effect.
     rewrite(
@@ -654,15 +629,7 @@ async fn inventory_values_cannot_inject_ipxe_commands() {
         ),
     ] {
         std::fs::write(dir.path().join("bad.yaml"), group("bad", bad)).unwrap();
-        let start = std::time::Instant::now();
-        while !nb.logs().contains("bad.yaml: document 1: NodeGroup") {
-            assert!(
-                start.elapsed().as_secs() < 20,
-                "{what} not refused:\n{}",
-                nb.logs()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
+        nb.wait_log("bad.yaml: document 1: NodeGroup").await;
         let (_, _, body) = nb.get("/boot/v1/bootscript?mac=02:00:00:00:00:09").await;
         assert!(
             body.contains("in no NodeGroup") && !body.contains("shell"),

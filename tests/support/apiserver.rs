@@ -47,19 +47,7 @@ pub fn shared() -> &'static TestApi {
             .map(PathBuf::from)
             .unwrap_or_else(|_| PathBuf::from("/tmp/nodeboot-test-apiserver"));
         let api = start(&state);
-        api.kubectl_ok(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &format!("{REPO}/crds/"),
-        ]);
-        api.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/nodegroups.nodeboot.io",
-            "crd/bootconfigs.nodeboot.io",
-        ]);
+        api.install_crds();
         api
     })
 }
@@ -72,13 +60,7 @@ pub fn dedicated(name: &str) -> TestApi {
     ));
     let mut api = start(&state);
     api.owned = true;
-    api.kubectl_ok(&["apply", "--server-side", "-f", &format!("{REPO}/crds/")]);
-    api.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/nodegroups.nodeboot.io",
-        "crd/bootconfigs.nodeboot.io",
-    ]);
+    api.install_crds();
     api
 }
 
@@ -94,6 +76,22 @@ impl Drop for TestApi {
 }
 
 impl TestApi {
+    fn install_crds(&self) {
+        self.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &format!("{REPO}/crds/"),
+        ]);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/nodegroups.nodeboot.io",
+            "crd/bootconfigs.nodeboot.io",
+        ]);
+    }
+
     pub fn kubectl_bin(&self) -> PathBuf {
         self.assets.join("kubectl")
     }

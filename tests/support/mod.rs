@@ -93,6 +93,19 @@ impl Nodeboot {
         get(&format!("{}{path}", self.admin)).await
     }
 
+    /// Waits until the process has logged `needle` (a reload's report, say).
+    pub async fn wait_log(&self, needle: &str) {
+        let start = Instant::now();
+        while !self.logs().contains(needle) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "never logged {needle:?}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Polls `path` until `pred` holds for its body; returns how long that took.
     pub async fn wait_for(&self, path: &str, pred: impl Fn(&str) -> bool) -> Duration {
         let start = Instant::now();
