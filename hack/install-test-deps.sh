@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use, when missing: QEMU, Debian's iPXE ROMs, busybox
-# and cpio (real network boots, tests/boot/), and cloud-init (its schema check of what nodeboot
-# serves). A no-op when everything is there; `apt-get update` runs only when something is missing.
+# and cpio (real network boots, tests/boot/), cloud-init (its schema check of what nodeboot
+# serves) and iproute2 (ss reads the listen backlog). A no-op when everything is there;
+# `apt-get update` runs only when something is missing.
 set -euo pipefail
 
-PKGS=(qemu-system-x86 ipxe-qemu busybox-static cpio cloud-init)
+PKGS=(qemu-system-x86 ipxe-qemu busybox-static cpio cloud-init iproute2)
 missing=()
 for p in "${PKGS[@]}"; do
   if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then

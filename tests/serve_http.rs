@@ -691,3 +691,28 @@ async fn admin_endpoints() {
     );
     assert!(!unknown.contains("ssh-ed25519"), "{unknown}");
 }
+
+/// A rack powering on opens thousands of connections at once: the listen queue must hold them
+/// (the kernel's usual 128 dropped SYNs in the boot-storm benchmark, each costing a node ~1 s).
+#[tokio::test]
+async fn listen_queue_holds_a_storm_of_connections() {
+    let dir = examples();
+    let nb = Nodeboot::serve(dir.path(), &[]).await;
+    let port = nb.boot.rsplit(':').next().unwrap().to_owned();
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2, hack/install-test-deps.sh)");
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Listening sockets show their backlog in the Send-Q column.
+    let backlog: u32 = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(4096);
+    assert_eq!(backlog, somaxconn.min(4096), "{line}");
+}
