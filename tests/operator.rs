@@ -218,16 +218,11 @@ async fn operator_resolves_writes_status_and_serves_what_it_says() {
     assert!(body.contains("*.* @@10.1.0.5:514"), "{body}");
 
     // One patch re-targets every matched node.
-    api.kubectl_ok(&[
-        "patch",
-        "bc",
-        "compute-rocky9",
-        "-n",
+    api.patch_merge(
         &ns,
-        "--type=merge",
-        "-p",
+        "bc/compute-rocky9",
         r#"{"spec":{"kernel":"http://images.example/rocky10/vmlinuz"}}"#,
-    ]);
+    );
     let started = Instant::now();
     for mac in [
         "02:00:00:00:10:00",
@@ -328,16 +323,11 @@ async fn operator_resolves_writes_status_and_serves_what_it_says() {
     // A template that stops compiling: Ready=False naming the served generation, event, and
     // the last good version keeps being served.
     let (_, _, before) = op.get("/boot/v1/bootscript?mac=02:00:00:00:11:00").await;
-    api.kubectl_ok(&[
-        "patch",
-        "bc",
-        "gpu-rocky9",
-        "-n",
+    api.patch_merge(
         &ns,
-        "--type=merge",
-        "-p",
+        "bc/gpu-rocky9",
         r#"{"spec":{"params":"console={{ oops"}}"#,
-    ]);
+    );
     let (bc, _) = eventually("InvalidSpec on gpu-rocky9", Duration::from_secs(30), || {
         let bc = api.get_json(&ns, "bc/gpu-rocky9");
         (ready(&bc).is_some_and(|c| c["reason"] == "InvalidSpec")).then_some(bc)
@@ -468,16 +458,7 @@ async fn two_replicas_one_leader_both_serve_and_hand_over() {
         killed_at.elapsed()
     );
     // The new leader writes status.
-    api.kubectl_ok(&[
-        "patch",
-        "bc",
-        "compute-rocky9",
-        "-n",
-        &ns,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"priority":1}}"#,
-    ]);
+    api.patch_merge(&ns, "bc/compute-rocky9", r#"{"spec":{"priority":1}}"#);
     eventually("replica-b writes status", Duration::from_secs(30), || {
         (api.get_json(&ns, "bc/compute-rocky9")["status"]["observedGeneration"] == 2).then_some(())
     })
@@ -562,16 +543,11 @@ async fn serving_survives_an_api_server_outage_and_catches_up() {
             .then_some(())
     })
     .await;
-    api.kubectl_ok(&[
-        "patch",
-        "bc",
-        "compute-rocky9",
-        "-n",
+    api.patch_merge(
         &ns,
-        "--type=merge",
-        "-p",
+        "bc/compute-rocky9",
         r#"{"spec":{"kernel":"http://images.example/after/vmlinuz"}}"#,
-    ]);
+    );
     let took = op
         .wait_for("/boot/v1/bootscript?mac=02:00:00:00:10:00", |b| {
             b.contains("after/vmlinuz")

@@ -360,8 +360,7 @@ async fn ties_and_duplicates_are_conflicts_never_guesses() {
         );
         assert!(!body.contains("kernel "), "{mac}: {body}");
     }
-    let (_, _, n1) = nb.admin_get("/nodes/n1").await;
-    let n1: serde_json::Value = serde_json::from_str(&n1).unwrap();
+    let n1 = nb.node_report("n1").await;
     assert_eq!(n1["phase"], "Conflict");
     assert!(
         n1["why"]
@@ -370,8 +369,7 @@ async fn ties_and_duplicates_are_conflicts_never_guesses() {
             .contains("MAC 02:00:00:00:00:01 is also claimed by n3 (NodeGroup g2)"),
         "{n1}"
     );
-    let (_, _, n2) = nb.admin_get("/nodes/n2").await;
-    let n2: serde_json::Value = serde_json::from_str(&n2).unwrap();
+    let n2 = nb.node_report("n2").await;
     assert!(
         n2["why"]
             .as_str()
@@ -391,8 +389,7 @@ async fn ties_and_duplicates_are_conflicts_never_guesses() {
         b.contains("in conflict")
     })
     .await;
-    let (_, _, n3) = nb.admin_get("/nodes/n3").await;
-    let n3: serde_json::Value = serde_json::from_str(&n3).unwrap();
+    let n3 = nb.node_report("n3").await;
     assert!(
         n3["why"]
             .as_str()
@@ -435,8 +432,7 @@ async fn broken_template_keeps_serving_last_good_version() {
     nb.wait_log("still serving generation 1").await;
     let (_, _, during) = nb.get("/boot/v1/bootscript?mac=02:00:00:00:00:01").await;
     assert_eq!(during, before);
-    let (_, _, report) = nb.admin_get("/nodes/n1").await;
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let report = nb.node_report("n1").await;
     assert_eq!(report["servedGeneration"], 1);
     assert!(
         nb.logs().contains("template params: syntax error"),
@@ -452,8 +448,7 @@ async fn broken_template_keeps_serving_last_good_version() {
         b.contains("v=3")
     })
     .await;
-    let (_, _, report) = nb.admin_get("/nodes/n1").await;
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let report = nb.node_report("n1").await;
     assert_eq!(report["servedGeneration"], 3);
 }
 

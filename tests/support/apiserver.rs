@@ -167,6 +167,11 @@ impl TestApi {
         serde_json::from_str(&out).expect("kubectl json")
     }
 
+    /// `kubectl patch --type=merge` of `what` (e.g. `bc/compute`) with the JSON `patch`.
+    pub fn patch_merge(&self, namespace: &str, what: &str, patch: &str) {
+        self.kubectl_ok(&["patch", what, "-n", namespace, "--type=merge", "-p", patch]);
+    }
+
     pub fn kubeconfig_str(&self) -> String {
         self.kubeconfig.display().to_string()
     }

@@ -93,6 +93,13 @@ impl Nodeboot {
         get(&format!("{}{path}", self.admin)).await
     }
 
+    /// The admin endpoint's report of node `id` (name or MAC), parsed.
+    pub async fn node_report(&self, id: &str) -> serde_json::Value {
+        let (status, _, body) = self.admin_get(&format!("/nodes/{id}")).await;
+        assert_eq!(status, 200, "/nodes/{id}: {body}");
+        serde_json::from_str(&body).expect("report is JSON")
+    }
+
     /// Waits until the process has logged `needle` (a reload's report, say).
     pub async fn wait_log(&self, needle: &str) {
         let start = Instant::now();
