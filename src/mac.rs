@@ -22,10 +22,6 @@ impl Mac {
         Mac(bytes)
     }
 
-    pub fn bytes(self) -> [u8; 6] {
-        self.0
-    }
-
     /// `aa-bb-cc-dd-ee-ff`: the form used in label values (colons are not allowed there) and BOOTIF.
     pub fn hyphenated(self) -> String {
         self.join('-')

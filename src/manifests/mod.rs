@@ -371,10 +371,6 @@ impl ManifestSource {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Stands in for the API server's generation counter on a freshly parsed object.
     fn set_generation(&mut self, object: &mut Object, spec_hash: u64) {
         if matches!(object, Object::Secret(_)) {

@@ -6,7 +6,6 @@ pub mod params;
 pub mod template;
 
 use crate::compile::CompiledBootConfig;
-use crate::mac::Mac;
 use ipxe::{Asker, WaitReason};
 use params::{AutoParams, ParamsError, check_one_line, with_auto_params};
 use template::{
@@ -187,9 +186,4 @@ pub fn with_retry_tail(
         settings.retry_max_delay,
     );
     script
-}
-
-/// The first MAC of a node, or the one that asked.
-pub fn asking_mac(macs: &[Mac], asked: Option<Mac>) -> Option<Mac> {
-    asked.or_else(|| macs.first().copied())
 }
