@@ -956,14 +956,13 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
 #[tokio::test(flavor = "multi_thread")]
 async fn helm_install_alone_creates_the_crds_and_uninstall_keeps_them() {
     // A cluster of this test's own, without nodeboot's CRDs, as a new cluster would be.
-    let api = apiserver::dedicated("helm-crds");
-    api.kubectl_ok(&[
-        "delete",
-        "-f",
-        &format!("{REPO}/crds/"),
-        "--wait=true",
-        "--timeout=60s",
-    ]);
+    let api = apiserver::dedicated_without_crds("helm-crds");
+    for crd in ["nodegroups.nodeboot.io", "bootconfigs.nodeboot.io"] {
+        assert!(
+            !api.kubectl(&["get", "crd", crd]).status.success(),
+            "{crd} exists already"
+        );
+    }
     let ns = api.fresh_namespace("crds");
     let helm = Helm::on(&api);
     let mut release = install(&helm, &ns, &[]);

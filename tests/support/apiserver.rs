@@ -54,13 +54,19 @@ pub fn shared() -> &'static TestApi {
 
 /// An API server of the test's own, for tests that stop it; stopped when dropped.
 pub fn dedicated(name: &str) -> TestApi {
+    let api = dedicated_without_crds(name);
+    api.install_crds();
+    api
+}
+
+/// Like `dedicated`, without nodeboot's CRDs: a new cluster, as an installer finds it.
+pub fn dedicated_without_crds(name: &str) -> TestApi {
     let state = std::env::temp_dir().join(format!(
         "nodeboot-test-apiserver-{name}-{}",
         std::process::id()
     ));
     let mut api = start(&state);
     api.owned = true;
-    api.install_crds();
     api
 }
 
