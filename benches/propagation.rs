@@ -9,7 +9,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nodeboot::synthetic;
+use nodeboot_bench::synthetic;
 
 /// The test API server's kubectl (KUBEBUILDER_ASSETS), else the one on PATH.
 fn kubectl(args: &[&str]) -> String {

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
-use crate::http::boot::AccessPolicy;
-use crate::render::RenderSettings;
+use nodeboot_core::render::RenderSettings;
+use nodeboot_core::render::template::ipxe_unsafe_char;
+
+use crate::http::{AccessPolicy, Limits, ServerConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +24,13 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments, exiting with clap's usage message when they are wrong.
+    pub fn from_command_line() -> Cli {
+        Cli::parse()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,7 +74,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
         output: OutputFormat,
         #[command(flatten)]
-        serve: ServeArgs,
+        render: RenderArgs,
     },
 }
 
@@ -100,21 +109,22 @@ pub enum OnOff {
     Off,
 }
 
-/// Flags shared by every command that serves or renders.
+/// The boot listener's default address.
+const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+
+/// Flags of the commands that serve.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Boot listener address (faces the boot network; no authentication).
-    #[arg(long, default_value = "0.0.0.0:8080", env = "NODEBOOT_LISTEN")]
+    #[arg(long, default_value = DEFAULT_LISTEN, env = "NODEBOOT_LISTEN")]
     pub listen: SocketAddr,
 
     /// Admin listener address: /healthz, /readyz, /metrics, /nodes/{id}.
     #[arg(long, default_value = "0.0.0.0:9090", env = "NODEBOOT_ADMIN_LISTEN")]
     pub admin_listen: SocketAddr,
 
-    /// Base URL nodes use to reach the boot listener (for example http://10.1.0.1:8080).
-    /// Defaults to the listen address, with 127.0.0.1 for an unspecified one.
-    #[arg(long, env = "NODEBOOT_ADVERTISE_URL")]
-    pub advertise_url: Option<String>,
+    #[command(flatten)]
+    pub render: RenderArgs,
 
     /// CIDRs of proxies whose X-Forwarded-For is believed (comma-separated).
     #[arg(long, value_delimiter = ',', env = "NODEBOOT_TRUSTED_PROXIES")]
@@ -123,6 +133,15 @@ pub struct ServeArgs {
     /// Serve a node that has an `ip` its cloud-init data only at that address.
     #[arg(long, value_enum, default_value_t = OnOff::On, env = "NODEBOOT_CLOUD_INIT_SOURCE_CHECK")]
     pub cloud_init_source_check: OnOff,
+}
+
+/// Flags of every command that renders scripts: `serve`, `run` and `explain`.
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// Base URL nodes use to reach the boot listener (for example http://10.1.0.1:8080).
+    /// Defaults to the listen address, with 127.0.0.1 for an unspecified one.
+    #[arg(long, env = "NODEBOOT_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 
     /// Longest sleep, in seconds, of the retry loop of nodes that cannot boot yet.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600), env = "NODEBOOT_RETRY_MAX_DELAY")]
@@ -135,12 +154,13 @@ pub struct ServeArgs {
 )]
 pub struct AdvertiseUrlError(String);
 
-impl ServeArgs {
-    pub fn advertise_url(&self) -> Result<String, AdvertiseUrlError> {
+impl RenderArgs {
+    /// The settings scripts are rendered with, for a boot listener on `listen`.
+    pub fn settings(&self, listen: SocketAddr) -> Result<RenderSettings, AdvertiseUrlError> {
         let url = match &self.advertise_url {
             Some(u) => u.trim_end_matches('/').to_owned(),
             None => {
-                let mut addr = self.listen;
+                let mut addr = listen;
                 if addr.ip().is_unspecified() {
                     addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 }
@@ -150,25 +170,37 @@ impl ServeArgs {
         // The URL is written into every iPXE script: nothing that iPXE would split or expand.
         let ok = (url.starts_with("http://") || url.starts_with("https://"))
             && !url.contains(['?', '#'])
-            && !url.chars().any(crate::render::template::ipxe_unsafe_char);
-        if ok {
-            Ok(url)
-        } else {
-            Err(AdvertiseUrlError(url))
+            && !url.chars().any(ipxe_unsafe_char);
+        if !ok {
+            return Err(AdvertiseUrlError(url));
         }
-    }
-
-    pub fn render_settings(&self) -> Result<RenderSettings, AdvertiseUrlError> {
         Ok(RenderSettings {
-            server_url: self.advertise_url()?,
+            server_url: url,
             retry_max_delay: self.retry_max_delay,
         })
     }
 
-    pub fn access_policy(&self) -> AccessPolicy {
-        AccessPolicy {
-            trusted_proxies: self.trusted_proxies.clone(),
-            source_check: self.cloud_init_source_check == OnOff::On,
-        }
+    /// The settings of a command that renders without listening (`explain`): as if the boot
+    /// listener were on its default address.
+    pub fn settings_without_listener(&self) -> Result<RenderSettings, AdvertiseUrlError> {
+        let listen = DEFAULT_LISTEN
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 8080)));
+        self.settings(listen)
+    }
+}
+
+impl ServeArgs {
+    pub fn server_config(&self) -> Result<ServerConfig, AdvertiseUrlError> {
+        Ok(ServerConfig {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            render: self.render.settings(self.listen)?,
+            access: AccessPolicy {
+                trusted_proxies: self.trusted_proxies.clone(),
+                source_check: self.cloud_init_source_check == OnOff::On,
+            },
+            limits: Limits::default(),
+        })
     }
 }

@@ -1,25 +1,19 @@
-//! nodeboot: a Kubernetes-native network boot service for HPC nodes.
+//! nodeboot, the binary's crate: the edges around `nodeboot-core`.
 //!
-//! The pure core (`crd`, `selector`, `compile`, `resolve`, `render`, `serving`) takes plain
-//! data and returns plain data; the edges (`http`, `manifests`, the CLI) feed and serve it.
+//! - `cli`: the command line (the only module that knows clap), `app`: what each command does,
+//!   `error`: the one error `main` reports.
+//! - `runtime`: one rebuild loop over a `Source` of inputs, the listeners, shutdown.
+//! - `manifests`: the manifest folder (`nodeboot serve`), a `Source`.
+//! - `operator`: the cluster's watches (a `Source`), leader election, the status writer.
+//! - `http`: the boot and admin listeners; handlers translate `Snapshot::answer` to HTTP.
+//! - `metrics`, `memory`: Prometheus metrics, giving memory back after a rebuild.
 
+pub mod app;
 pub mod cli;
-pub mod compile;
-pub mod crd;
-pub mod explain;
+pub mod error;
 pub mod http;
-pub mod labels;
-pub mod listeners;
-pub mod mac;
 pub mod manifests;
 pub mod memory;
 pub mod metrics;
 pub mod operator;
-pub mod parallel;
-pub mod render;
-pub mod resolve;
-pub mod secrets;
-pub mod selector;
-pub mod serving;
-pub mod standalone;
-pub mod synthetic;
+pub mod runtime;

@@ -8,10 +8,11 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use nodeboot_core::explain::{ExplainError, explain};
+
+use super::SharedSnapshot;
 use super::problem::Problem;
-use crate::explain::{ExplainError, explain};
 use crate::metrics::Metrics;
-use crate::serving::SharedSnapshot;
 
 #[derive(Clone)]
 pub struct AdminState {

@@ -1,27 +1,63 @@
-//! The HTTP edge: two listeners (boot, admin), their routes, and an accept loop with the
-//! limits a server facing thousands of firmware clients needs.
+//! The HTTP edge: two listeners (boot, admin) built from one `ServerConfig`, their routes with
+//! request metrics in one place, and an accept loop with the limits a server facing thousands
+//! of firmware clients needs. Handlers only translate: `Snapshot::answer` decides.
 
 pub mod admin;
 pub mod boot;
 pub mod client_addr;
+mod instrument;
 pub mod problem;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::http::{Request, StatusCode};
-use axum::routing::get;
+use axum::routing::{any, get};
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use ipnet::IpNet;
+use nodeboot_core::render::{RenderSettings, ipxe};
+use nodeboot_core::snapshot::Snapshot;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::metrics::{Endpoint, Metrics};
 use client_addr::Peer;
+use instrument::instrumented;
+
+/// The snapshot every request reads: swapped whole on change, read without a lock.
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+
+/// Who may read cloud-init data, and which proxies may say who a client is.
+#[derive(Debug, Clone, Default)]
+pub struct AccessPolicy {
+    pub trusted_proxies: Vec<IpNet>,
+    /// Serve a node that has an `ip` its cloud-init data only at that address.
+    pub source_check: bool,
+}
+
+/// Everything the listeners need, worked out once from the command line.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// The advertised URL and the retry delay: what every script is rendered with.
+    pub render: RenderSettings,
+    pub access: AccessPolicy,
+    pub limits: Limits,
+}
 
 /// Limits on what one client may cost the server.
 #[derive(Debug, Clone, Copy)]
@@ -52,14 +88,30 @@ impl Default for Limits {
     }
 }
 
-pub fn boot_router(state: boot::BootState, limits: &Limits) -> Router {
+pub fn boot_router(state: boot::BootState, metrics: &Arc<Metrics>, limits: &Limits) -> Router {
+    let m = |endpoint| (metrics.clone(), endpoint);
     Router::new()
-        .route("/boot.ipxe", get(boot::bootstrap))
-        .route("/boot/v1/bootscript", get(boot::bootscript))
-        .route("/boot/v1/bootparameters", get(boot::bootparameters))
-        .route("/cloud-init/{doc}", get(boot::cloud_init_by_source))
-        .route("/cloud-init/{id}/{doc}", get(boot::cloud_init_by_id))
-        .fallback(boot::not_found)
+        .route(
+            "/boot.ipxe",
+            instrumented(m(Endpoint::bootstrap), get(boot::bootstrap)),
+        )
+        .route(
+            "/boot/v1/bootscript",
+            instrumented(m(Endpoint::bootscript), get(boot::bootscript)),
+        )
+        .route(
+            "/boot/v1/bootparameters",
+            instrumented(m(Endpoint::bootparameters), get(boot::bootparameters)),
+        )
+        .route(
+            "/cloud-init/{doc}",
+            instrumented(m(Endpoint::cloud_init), get(boot::cloud_init_by_source)),
+        )
+        .route(
+            "/cloud-init/{id}/{doc}",
+            instrumented(m(Endpoint::cloud_init), get(boot::cloud_init_by_id)),
+        )
+        .fallback(instrumented(m(Endpoint::other), any(boot::not_found)))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -134,6 +186,88 @@ pub async fn serve(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(limits.drain_timeout) => {
             tracing::warn!("connections still open after the drain timeout; closing them");
+        }
+    }
+}
+
+/// Pending connections the kernel may queue per listener. A power-cycled rack opens thousands of
+/// connections at once; at the usual 128 the kernel drops the overflow and each of those nodes
+/// waits a second or more for its SYN to be retried.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({what}): {source}; is another process using it?")]
+pub struct BindError {
+    addr: SocketAddr,
+    what: &'static str,
+    source: std::io::Error,
+}
+
+/// The two listeners, serving until shutdown.
+pub struct Listeners {
+    pub boot_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Listeners {
+    /// Binds both listeners and serves `snapshot` on them until `shutdown` is cancelled.
+    pub fn start(
+        config: &ServerConfig,
+        snapshot: SharedSnapshot,
+        metrics: Arc<Metrics>,
+        ready: Arc<AtomicBool>,
+        shutdown: &CancellationToken,
+    ) -> Result<Listeners, BindError> {
+        let bind_as = |addr, what| bind(addr).map_err(|source| BindError { addr, what, source });
+        let boot = bind_as(config.listen, "boot listener")?;
+        let admin = bind_as(config.admin_listen, "admin listener")?;
+        let boot_addr = boot.local_addr().unwrap_or(config.listen);
+        let admin_addr = admin.local_addr().unwrap_or(config.admin_listen);
+        let boot_state = boot::BootState {
+            snapshot: snapshot.clone(),
+            access: Arc::new(config.access.clone()),
+            bootstrap: Bytes::from(ipxe::bootstrap(&config.render.server_url)),
+        };
+        let admin_state = admin::AdminState {
+            snapshot,
+            metrics: metrics.clone(),
+            ready,
+        };
+        let limits = config.limits;
+        let routers = [
+            (boot, boot_router(boot_state, &metrics, &limits)),
+            (admin, admin_router(admin_state, &limits)),
+        ];
+        let tasks = routers
+            .into_iter()
+            .map(|(listener, router)| {
+                let stop = shutdown.clone().cancelled_owned();
+                tokio::spawn(serve(listener, router, limits, stop))
+            })
+            .collect();
+        tracing::info!(boot = %boot_addr, admin = %admin_addr, advertise = %config.render.server_url, "listening");
+        Ok(Listeners {
+            boot_addr,
+            admin_addr,
+            tasks,
+        })
+    }
+
+    /// Waits until both listeners have drained after shutdown.
+    pub async fn stopped(self) {
+        for task in self.tasks {
+            let _ = task.await;
         }
     }
 }

@@ -10,9 +10,12 @@ use std::time::SystemTime;
 use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 
-use crate::crd::{BootConfig, NodeGroup, validate_boot_config, validate_node_group};
-use crate::secrets::Secrets;
-use crate::serving::Desired;
+use nodeboot_core::crd::{BootConfig, NodeGroup, validate_boot_config, validate_node_group};
+use nodeboot_core::secrets::Secrets;
+use nodeboot_core::snapshot::Desired;
+
+mod folder;
+pub use folder::ManifestFolder;
 
 /// Objects without `metadata.namespace` land here, as `kubectl apply` would put them.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -94,8 +97,8 @@ struct EitherSpec {
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
-    meta_data: crate::crd::MetaData,
-    nodes: Option<Vec<crate::crd::NodeSpec>>,
+    meta_data: nodeboot_core::crd::MetaData,
+    nodes: Option<Vec<nodeboot_core::crd::NodeSpec>>,
     node_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
     #[serde(default)]
     priority: i32,
@@ -106,7 +109,7 @@ struct EitherSpec {
     auto_params: Option<bool>,
     #[serde(default)]
     script: String,
-    cloud_init: Option<crate::crd::CloudInit>,
+    cloud_init: Option<nodeboot_core::crd::CloudInit>,
 }
 
 #[derive(Deserialize)]
@@ -135,7 +138,7 @@ fn parse_file_typed(text: &str) -> Option<Vec<Object>> {
         let object = match doc.kind.as_str() {
             "NodeGroup" => Object::NodeGroup(Arc::new(NodeGroup {
                 metadata: doc.metadata,
-                spec: crate::crd::NodeGroupSpec {
+                spec: nodeboot_core::crd::NodeGroupSpec {
                     labels: spec.labels,
                     meta_data: spec.meta_data,
                     nodes: spec.nodes?,
@@ -144,7 +147,7 @@ fn parse_file_typed(text: &str) -> Option<Vec<Object>> {
             })),
             "BootConfig" => Object::BootConfig(Arc::new(BootConfig {
                 metadata: doc.metadata,
-                spec: crate::crd::BootConfigSpec {
+                spec: nodeboot_core::crd::BootConfigSpec {
                     node_selector: spec.node_selector,
                     priority: spec.priority,
                     kernel: spec.kernel?,
@@ -299,7 +302,7 @@ fn read_and_parse(path: &Path) -> Result<ParsedFile, ManifestError> {
 
 /// Parses files on all cores, keeping their order.
 fn parse_files(paths: Vec<&Path>) -> Vec<Result<ParsedFile, ManifestError>> {
-    crate::parallel::map_in_order(paths, 1, read_and_parse)
+    nodeboot_core::parallel::map_in_order(paths, 1, read_and_parse)
 }
 
 /// Size and modification time of every manifest: a cheap way to notice any change.

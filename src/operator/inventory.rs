@@ -1,8 +1,10 @@
 //! The operator's view of the cluster: reflector stores of NodeGroups, BootConfigs and Secrets,
-//! kept current by watches that reconnect with backoff, and a signal on every change.
+//! kept current by watches that reconnect with backoff, and a signal on every change. As the
+//! runtime's source it hands over the desired state when a spec (not a status) changed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -12,9 +14,15 @@ use kube::{Api, Client, Resource};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::crd::{BootConfig, NodeGroup};
-use crate::secrets::Secrets;
-use crate::serving::Desired;
+use nodeboot_core::crd::{BootConfig, NodeGroup};
+use nodeboot_core::secrets::Secrets;
+use nodeboot_core::snapshot::Desired;
+
+use crate::runtime::Source;
+
+/// Changes that arrive within this window are resolved together: a `kubectl apply` of many
+/// objects costs one rebuild, not one per object.
+const DEBOUNCE: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
 pub struct Inventory {
@@ -23,9 +31,12 @@ pub struct Inventory {
     pub secrets: Store<Secret>,
     /// Notified after any watched object changes.
     pub changed: Arc<Notify>,
+    /// The inputs of the last load: a change to anything else (a status, say) is no reason
+    /// to rebuild.
+    last_key: Option<InputKey>,
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+pub fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,
@@ -36,25 +47,36 @@ where
     }
 }
 
-/// Starts the three watches; they run until `shutdown`.
-pub fn start(client: &Client, namespace: Option<&str>, shutdown: CancellationToken) -> Inventory {
-    let changed = Arc::new(Notify::new());
-    let node_groups = spawn_reflector(
-        api::<NodeGroup>(client, namespace),
-        changed.clone(),
-        shutdown.clone(),
-    );
-    let boot_configs = spawn_reflector(
-        api::<BootConfig>(client, namespace),
-        changed.clone(),
-        shutdown.clone(),
-    );
-    let secrets = spawn_reflector(api::<Secret>(client, namespace), changed.clone(), shutdown);
-    Inventory {
-        node_groups,
-        boot_configs,
-        secrets,
-        changed,
+impl Inventory {
+    /// Starts the three watches; they run until `shutdown`.
+    pub fn start(
+        client: &Client,
+        namespace: Option<&str>,
+        shutdown: &CancellationToken,
+    ) -> Inventory {
+        let changed = Arc::new(Notify::new());
+        let node_groups = spawn_reflector(
+            api::<NodeGroup>(client, namespace),
+            changed.clone(),
+            shutdown.clone(),
+        );
+        let boot_configs = spawn_reflector(
+            api::<BootConfig>(client, namespace),
+            changed.clone(),
+            shutdown.clone(),
+        );
+        let secrets = spawn_reflector(
+            api::<Secret>(client, namespace),
+            changed.clone(),
+            shutdown.clone(),
+        );
+        Inventory {
+            node_groups,
+            boot_configs,
+            secrets,
+            changed,
+            last_key: None,
+        }
     }
 }
 
@@ -181,5 +203,29 @@ impl Inventory {
             boot_configs,
             secrets,
         }
+    }
+}
+
+impl Source for Inventory {
+    async fn changed(&mut self) {
+        if self.last_key.is_none() {
+            if self.wait_until_ready().await.is_err() {
+                // The watches are gone (shutdown): nothing will change again.
+                std::future::pending::<()>().await;
+            }
+            tracing::info!("caches synced");
+            return;
+        }
+        self.changed.notified().await;
+        tokio::time::sleep(DEBOUNCE).await;
+    }
+
+    fn load(&mut self) -> Option<Desired> {
+        let key = self.input_key();
+        if self.last_key.as_ref() == Some(&key) {
+            return None;
+        }
+        self.last_key = Some(key);
+        Some(self.desired())
     }
 }

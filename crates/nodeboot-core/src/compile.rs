@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use minijinja::{Environment, ErrorKind};
 
-use crate::crd::{BootConfig, BootConfigSpec, MetaData, validate_boot_config};
+use crate::crd::{BootConfig, BootConfigSpec, MetaData, ObjectId, validate_boot_config};
 use crate::labels::Labels;
 use crate::mac::Mac;
+use crate::meta::merge_meta;
 use crate::render::RenderError;
-use crate::render::cloud_init::{check_cloud_config, merge_meta};
+use crate::render::cloud_init::check_cloud_config;
 use crate::render::params::check_one_line;
 use crate::render::template::{
     self, BootView, NETWORK_CONFIG, NodeView, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA,
@@ -33,8 +34,8 @@ pub enum CompileError {
 
 /// A BootConfig ready to use. Immutable; shared by every snapshot that serves it.
 pub struct CompiledBootConfig {
-    pub namespace: String,
-    pub name: String,
+    pub id: ObjectId,
+    /// The generation this was compiled from: older than the object's when a newer one broke.
     pub generation: Option<i64>,
     pub priority: i32,
     pub selector: Selector,
@@ -56,8 +57,7 @@ pub struct CompiledBootConfig {
 impl std::fmt::Debug for CompiledBootConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CompiledBootConfig")
-            .field("namespace", &self.namespace)
-            .field("name", &self.name)
+            .field("id", &self.id)
             .field("generation", &self.generation)
             .field("priority", &self.priority)
             .finish_non_exhaustive()
@@ -66,8 +66,7 @@ impl std::fmt::Debug for CompiledBootConfig {
 
 impl CompiledBootConfig {
     pub fn compile(
-        namespace: &str,
-        name: &str,
+        id: &ObjectId,
         generation: Option<i64>,
         spec: &BootConfigSpec,
         secrets: &Secrets,
@@ -76,7 +75,7 @@ impl CompiledBootConfig {
         let selector = Selector::compile(spec.node_selector.as_ref())?;
         let ci = spec.cloud_init.clone().unwrap_or_default();
         let secret_user_data = match &ci.user_data_secret_ref {
-            Some(r) => Some(secrets.get_text(namespace, &r.name, &r.key)?.to_owned()),
+            Some(r) => Some(secrets.get_text(&id.namespace, &r.name, &r.key)?.to_owned()),
             None => None,
         };
         let mut env = template::new_environment();
@@ -101,8 +100,7 @@ impl CompiledBootConfig {
         let has_vendor_data = add(VENDOR_DATA, ci.vendor_data.as_ref())?;
         let has_network_config = add(NETWORK_CONFIG, ci.network_config.as_ref())?;
         let compiled = CompiledBootConfig {
-            namespace: namespace.into(),
-            name: name.into(),
+            id: id.clone(),
             generation,
             priority: spec.priority,
             selector,
@@ -174,13 +172,13 @@ impl CompiledBootConfig {
             macs: &macs,
             arch: None,
             group: "sample",
-            namespace: &self.namespace,
+            namespace: &self.id.namespace,
             labels: template::LabelsRef::Map(&labels),
             meta: &meta,
         };
         let node_vars = template::node_vars(&node);
         let mut boot = BootView {
-            config: &self.name,
+            config: &self.id.name,
             kernel: &self.kernel,
             initrd: self.initrd.as_deref(),
             params: None,
@@ -241,8 +239,8 @@ fn describe(e: &minijinja::Error) -> String {
 /// Where a BootConfig stands after a compile pass.
 #[derive(Debug, Clone)]
 pub struct ConfigState {
-    pub namespace: String,
-    pub name: String,
+    pub id: ObjectId,
+    /// The object's current generation.
     pub generation: Option<i64>,
     /// The version that is served: this generation, the last good one, or none.
     pub served: Option<Arc<CompiledBootConfig>>,
@@ -265,7 +263,7 @@ struct CacheEntry {
 /// again, and a broken one keeps being served at the version that last worked.
 #[derive(Default)]
 pub struct ConfigCompiler {
-    last_good: HashMap<(String, String), CacheEntry>,
+    last_good: HashMap<ObjectId, CacheEntry>,
 }
 
 impl ConfigCompiler {
@@ -273,58 +271,45 @@ impl ConfigCompiler {
         let mut seen = HashSet::new();
         let mut states = Vec::with_capacity(configs.len());
         for bc in configs {
-            let namespace = bc.metadata.namespace.clone().unwrap_or_default();
-            let name = bc.metadata.name.clone().unwrap_or_default();
-            let key = (namespace.clone(), name.clone());
+            let id = ObjectId::of(&bc.metadata);
             let secret_text = bc
                 .spec
                 .cloud_init
                 .as_ref()
                 .and_then(|ci| ci.user_data_secret_ref.as_ref())
-                .and_then(|r| secrets.get_text(&namespace, &r.name, &r.key).ok())
+                .and_then(|r| secrets.get_text(&id.namespace, &r.name, &r.key).ok())
                 .map(str::to_owned);
             let generation = bc.metadata.generation;
-            let state = match self.last_good.get(&key) {
+            let (served, error) = match self.last_good.get(&id) {
                 Some(entry) if entry.spec == bc.spec && entry.secret_text == secret_text => {
-                    ConfigState {
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                        generation,
-                        served: Some(entry.compiled.clone()),
-                        error: None,
-                    }
+                    (Some(entry.compiled.clone()), None)
                 }
-                _ => match CompiledBootConfig::compile(
-                    &namespace, &name, generation, &bc.spec, secrets,
-                ) {
+                _ => match CompiledBootConfig::compile(&id, generation, &bc.spec, secrets) {
                     Ok(compiled) => {
                         let compiled = Arc::new(compiled);
                         self.last_good.insert(
-                            key.clone(),
+                            id.clone(),
                             CacheEntry {
                                 spec: bc.spec.clone(),
                                 secret_text,
                                 compiled: compiled.clone(),
                             },
                         );
-                        ConfigState {
-                            namespace: namespace.clone(),
-                            name: name.clone(),
-                            generation,
-                            served: Some(compiled),
-                            error: None,
-                        }
+                        (Some(compiled), None)
                     }
-                    Err(error) => ConfigState {
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                        generation,
-                        served: self.last_good.get(&key).map(|e| e.compiled.clone()),
-                        error: Some(error),
-                    },
+                    Err(error) => (
+                        self.last_good.get(&id).map(|e| e.compiled.clone()),
+                        Some(error),
+                    ),
                 },
             };
-            seen.insert(key);
+            seen.insert(id.clone());
+            let state = ConfigState {
+                id,
+                generation,
+                served,
+                error,
+            };
             states.push(state);
         }
         // A deleted BootConfig is forgotten: recreating it broken must not revive the old one.
@@ -336,6 +321,13 @@ impl ConfigCompiler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id(namespace: &str, name: &str) -> ObjectId {
+        ObjectId {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
 
     fn bc(name: &str, spec: BootConfigSpec, generation: i64) -> BootConfig {
         let mut bc = BootConfig::new(name, spec);
@@ -384,17 +376,18 @@ mod tests {
     fn sample_render_catches_multiline_params_and_bad_cloud_config() {
         let secrets = Secrets::default();
         let multi = spec("a\nkernel http://evil");
-        assert!(CompiledBootConfig::compile("ns", "a", None, &multi, &secrets).is_err());
+        assert!(CompiledBootConfig::compile(&id("ns", "a"), None, &multi, &secrets).is_err());
         let mut bad_yaml = spec("");
         bad_yaml.cloud_init = Some(crate::crd::CloudInit {
             user_data: Some("#cloud-config\nruncmd: [a\n".into()),
             ..Default::default()
         });
-        let err = CompiledBootConfig::compile("ns", "a", None, &bad_yaml, &secrets).unwrap_err();
+        let err =
+            CompiledBootConfig::compile(&id("ns", "a"), None, &bad_yaml, &secrets).unwrap_err();
         assert!(err.to_string().contains("user-data"), "{err}");
         // A key only the real site has is not an error at compile time.
         let site_key = spec("log={{ meta.syslog_aggregator }}");
-        assert!(CompiledBootConfig::compile("ns", "a", None, &site_key, &secrets).is_ok());
+        assert!(CompiledBootConfig::compile(&id("ns", "a"), None, &site_key, &secrets).is_ok());
     }
 
     #[test]
@@ -407,8 +400,8 @@ mod tests {
             }),
             ..Default::default()
         });
-        let err =
-            CompiledBootConfig::compile("hpc", "a", None, &s, &Secrets::default()).unwrap_err();
+        let err = CompiledBootConfig::compile(&id("hpc", "a"), None, &s, &Secrets::default())
+            .unwrap_err();
         assert!(err.to_string().contains("hpc/creds"), "{err}");
     }
 }

@@ -1,16 +1,18 @@
 //! Unknown nodes (a MAC in no NodeGroup): resolved against discovery BootConfigs per request,
 //! since what they are rendered with (their MAC, their arch) is only known then.
 
-use serde_json::Map;
+use serde_json::{Map, Value};
 
 use super::Snapshot;
+use super::prepare::{RenderedBoot, RenderedDocs, render_boot, render_cloud_init};
 use crate::crd::Arch;
 use crate::mac::Mac;
-use crate::render::cloud_init::merge_meta;
+use crate::meta::merge_meta;
+use crate::render::RenderError;
 use crate::render::template::{LabelsRef, NodeView, node_vars};
-use crate::render::{BootRender, CloudInitDocs, RenderError, render_boot, render_cloud_init};
 use crate::resolve::{Outcome, UnknownResolution, resolve_unknown};
 
+#[derive(Debug)]
 pub struct UnknownNode {
     pub mac: Mac,
     pub arch: Option<Arch>,
@@ -18,7 +20,9 @@ pub struct UnknownNode {
     /// as instance-id and hostname.
     pub id: String,
     pub resolution: UnknownResolution,
-    pub meta: Map<String, serde_json::Value>,
+    pub meta: Map<String, Value>,
+    /// The discovery boot, when a discovery BootConfig wins for this node.
+    pub boot: Option<Result<RenderedBoot, RenderError>>,
 }
 
 impl UnknownNode {
@@ -27,13 +31,21 @@ impl UnknownNode {
         let id = mac.hyphenated();
         let bc_meta = resolution.outcome.config().map(|c| &c.meta_data);
         let meta = merge_meta(&[bc_meta], &id, &id);
-        UnknownNode {
+        let mut node = UnknownNode {
             mac,
             arch,
             id,
             resolution,
             meta,
+            boot: None,
+        };
+        if let Outcome::Assigned(config) = &node.resolution.outcome {
+            let view = node.view();
+            let vars = node_vars(&view);
+            let boot = render_boot(config, &view, &vars, &node.id, &snapshot.settings);
+            node.boot = Some(boot);
         }
+        node
     }
 
     fn view(&self) -> NodeView<'_> {
@@ -50,42 +62,24 @@ impl UnknownNode {
                 .resolution
                 .outcome
                 .config()
-                .map(|c| c.namespace.as_str())
+                .map(|c| c.id.namespace.as_str())
                 .unwrap_or_default(),
             labels: LabelsRef::Map(&self.resolution.labels),
             meta: &self.meta,
         }
     }
 
-    /// The discovery boot, when a discovery BootConfig wins for this node.
-    pub fn boot(&self, snapshot: &Snapshot) -> Option<Result<BootRender, RenderError>> {
-        match &self.resolution.outcome {
-            Outcome::Assigned(config) => {
-                let view = self.view();
-                let vars = node_vars(&view);
-                Some(render_boot(
-                    config,
-                    &view,
-                    &vars,
-                    &self.id,
-                    &snapshot.settings,
-                ))
-            }
-            _ => None,
-        }
-    }
-
-    pub fn cloud_init(&self, snapshot: &Snapshot) -> Result<CloudInitDocs, RenderError> {
+    pub fn cloud_init(&self, snapshot: &Snapshot) -> Result<RenderedDocs, RenderError> {
         let config = self.resolution.outcome.config().map(|c| c.as_ref());
-        let params = match self.boot(snapshot) {
-            Some(Ok(b)) => Some(b.params),
+        let params = match &self.boot {
+            Some(Ok(b)) => Some(b.params.as_str()),
             _ => None,
         };
         let vars = node_vars(&self.view());
         render_cloud_init(
             config.map(|c| (c, &vars)),
             &self.meta,
-            params.as_deref(),
+            params,
             &snapshot.settings,
         )
     }

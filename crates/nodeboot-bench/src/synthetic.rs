@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
-use crate::crd::{Arch, BootConfig, BootConfigSpec, CloudInit, NodeGroup, NodeGroupSpec, NodeSpec};
-use crate::serving::Desired;
+use nodeboot_core::crd::{
+    Arch, BootConfig, BootConfigSpec, CloudInit, NodeGroup, NodeGroupSpec, NodeSpec,
+};
+use nodeboot_core::snapshot::Desired;
 
 pub const NAMESPACE: &str = "hpc";
 pub const CABINET_SIZE: usize = 5000;

@@ -10,7 +10,6 @@ use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, context};
 use crate::crd::{Arch, NodeGroup};
 use crate::labels::Labels;
 use crate::mac::Mac;
-use crate::resolve::{effective_label, effective_labels};
 
 pub const PARAMS: &str = "params";
 pub const SCRIPT: &str = "script";
@@ -106,13 +105,16 @@ impl Object for NodeLabels {
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let node = self.group.spec.nodes.get(self.index)?;
-        effective_label(&self.group, node, key.as_str()?).map(Value::from)
+        self.group
+            .effective_label(node, key.as_str()?)
+            .map(Value::from)
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         match self.group.spec.nodes.get(self.index) {
             Some(node) => Enumerator::Values(
-                effective_labels(&self.group, node)
+                self.group
+                    .effective_labels(node)
                     .into_keys()
                     .map(Value::from)
                     .collect(),

@@ -22,16 +22,18 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let site = nodeboot::synthetic::site(args.nodes);
+    let site = nodeboot_bench::synthetic::site(args.nodes);
     let run = || -> Result<(), String> {
         std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-        for (name, text) in nodeboot::synthetic::site_manifests(&site).map_err(|e| e.to_string())? {
+        for (name, text) in
+            nodeboot_bench::synthetic::site_manifests(&site).map_err(|e| e.to_string())?
+        {
             let path = args.out.join(name);
             std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         }
         if let Some(path) = &args.macs {
             let macs: String = (0..args.nodes)
-                .map(|i| nodeboot::synthetic::node_mac(i) + "\n")
+                .map(|i| nodeboot_bench::synthetic::node_mac(i) + "\n")
                 .collect();
             std::fs::write(path, macs).map_err(|e| format!("{}: {e}", path.display()))?;
         }

@@ -1,10 +1,14 @@
-//! The serving index: every node's answers rendered ahead of time, found by MAC, name, NID or
-//! IP with one hash lookup. A snapshot is immutable; a change builds a new one and swaps it in.
+//! The serving snapshot: every node's answers rendered ahead of time, found by MAC, name, NID
+//! or IP with one hash lookup, and `answer()`, the one place that decides what a request gets.
+//! A snapshot is immutable; a change builds a new one, which the runtime swaps in whole.
 
+mod answer;
 mod build;
+mod prepare;
 mod unknown;
 
-pub use build::{ConfigReport, Desired, GroupReport, ReadyCondition, StatusReport, build};
+pub use answer::{Answer, Decision, DocumentError, Identity, Query, ReadyBoot, Subject};
+pub use build::{Desired, build};
 pub use unknown::UnknownNode;
 
 use std::collections::HashMap;
@@ -17,40 +21,21 @@ use crate::compile::CompiledBootConfig;
 use crate::crd::NodePhase;
 use crate::mac::Mac;
 use crate::render::RenderSettings;
-use crate::render::ipxe::WaitReason;
+use crate::render::ipxe::{Script, WaitReason};
 use crate::resolve::ResolvedNode;
 
 /// A node's boot answer for one of its MACs.
 #[derive(Debug, Clone)]
 pub struct PreparedBoot {
     pub mac: Mac,
-    /// The rendered kernel parameters; for the default script, a slice of `script`'s bytes.
+    /// The rendered kernel parameters; for the default script, a slice of the script's bytes.
     pub params: Bytes,
-    /// The default script up to its `:boot_retry` tail, or a BootConfig's own whole script.
-    /// The tail (a few lines naming the MAC and the retry count) is added per request: storing
-    /// it for every node would cost a third of the scripts' memory.
-    pub script: Bytes,
-    /// Whether `script` is a BootConfig's own script, served as written.
-    pub custom: bool,
+    pub script: Script,
 }
 
 impl PreparedBoot {
     pub fn params(&self) -> &str {
         std::str::from_utf8(&self.params).unwrap_or_default()
-    }
-
-    /// The script for request round `retry`.
-    pub fn script_for(&self, retry: u32, settings: &RenderSettings) -> Bytes {
-        if self.custom {
-            return self.script.clone();
-        }
-        let head = std::str::from_utf8(&self.script).unwrap_or_default();
-        Bytes::from(crate::render::with_retry_tail(
-            head,
-            crate::render::ipxe::Asker::Mac(self.mac),
-            retry,
-            settings,
-        ))
     }
 }
 
@@ -62,8 +47,9 @@ pub struct PreparedCloudInit {
     pub network_config: Option<Bytes>,
 }
 
+/// What a known node boots, prepared.
 #[derive(Debug, Clone)]
-pub enum BootAnswer {
+pub enum NodeBoot {
     /// One entry per MAC of the node, in the node's order.
     Boot {
         config: Arc<CompiledBootConfig>,
@@ -75,7 +61,7 @@ pub enum BootAnswer {
 #[derive(Debug, Clone)]
 pub struct ServedNode {
     pub node: ResolvedNode,
-    pub boot: BootAnswer,
+    pub boot: NodeBoot,
     pub cloud_init: PreparedCloudInit,
     /// Why the node's BootConfig could not be rendered for it, when it could not.
     /// Boxed: rare, and every node would otherwise carry its size.
@@ -92,13 +78,13 @@ impl ServedNode {
     /// The prepared boot for `mac`, or the node's first MAC's when it asked by name or NID.
     pub fn boot_for(&self, mac: Option<Mac>) -> Option<(&Arc<CompiledBootConfig>, &PreparedBoot)> {
         match &self.boot {
-            BootAnswer::Boot { config, per_mac } => {
+            NodeBoot::Boot { config, per_mac } => {
                 let chosen = mac
                     .and_then(|m| per_mac.iter().find(|p| p.mac == m))
                     .or_else(|| per_mac.first())?;
                 Some((config, chosen))
             }
-            BootAnswer::Wait(_) => None,
+            NodeBoot::Wait(_) => None,
         }
     }
 }
@@ -151,7 +137,7 @@ fn insert<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Slot>, key: K, index: u3
 }
 
 impl Snapshot {
-    fn new(
+    pub(crate) fn new(
         nodes: Vec<ServedNode>,
         discovery: Vec<Arc<CompiledBootConfig>>,
         configs: std::collections::BTreeMap<String, Vec<Arc<CompiledBootConfig>>>,
@@ -173,7 +159,7 @@ impl Snapshot {
                 insert(&mut by_nid, nid, i);
             }
             if let Some(ip) = n.ip {
-                insert(&mut by_ip, ip, i);
+                insert(&mut by_ip, canonical_ip(ip), i);
             }
             match n.outcome.phase() {
                 NodePhase::Assigned => counts.assigned += 1,
@@ -223,23 +209,7 @@ impl Snapshot {
     }
 
     pub fn by_ip(&self, ip: IpAddr) -> Found<'_> {
-        // An IPv4 client may appear as an IPv4-mapped IPv6 address on a dual-stack socket.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        self.found(self.by_ip.get(&ip))
-    }
-
-    /// A node by name, or by MAC in any notation: the `{id}` of the cloud-init and admin paths.
-    pub fn by_id(&self, id: &str) -> Found<'_> {
-        match self.by_name(id) {
-            Found::Missing => match id.parse::<Mac>() {
-                Ok(mac) => self.by_mac(mac),
-                Err(_) => Found::Missing,
-            },
-            found => found,
-        }
+        self.found(self.by_ip.get(&canonical_ip(ip)))
     }
 
     pub fn nodes(&self) -> &[ServedNode] {
@@ -247,5 +217,11 @@ impl Snapshot {
     }
 }
 
-/// The snapshot every request reads: swapped whole on change, read without a lock.
-pub type SharedSnapshot = std::sync::Arc<arc_swap::ArcSwap<Snapshot>>;
+/// An IPv4 client may appear as an IPv4-mapped IPv6 address on a dual-stack socket, and an
+/// inventory may write a node's address either way: both sides compare in IPv4 form.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}

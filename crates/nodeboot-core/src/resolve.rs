@@ -12,7 +12,7 @@ use crate::compile::CompiledBootConfig;
 use crate::crd::{Arch, NodeGroup, NodePhase, NodeSpec};
 use crate::labels::{self, Labels};
 use crate::mac::Mac;
-use crate::render::cloud_init::merge_meta;
+use crate::meta::merge_meta;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Candidate {
@@ -92,12 +92,12 @@ impl ResolvedNode {
     /// One effective label, without building the label map: the well-known labels, then the
     /// node's, then the group's.
     pub fn label(&self, key: &str) -> Option<&str> {
-        effective_label(&self.group, self.spec(), key)
+        self.group.effective_label(self.spec(), key)
     }
 
     /// The effective labels, as selectors see them.
     pub fn labels(&self) -> Labels {
-        effective_labels(&self.group, self.spec())
+        self.group.effective_labels(self.spec())
     }
 
     /// Merged meta-data (the BootConfig layer included when assigned).
@@ -121,48 +121,15 @@ impl ResolvedNode {
             .iter()
             .filter(|c| c.selector.matches(|k| self.label(k)))
             .collect();
-        matching.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+        matching.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
         matching
             .iter()
             .map(|c| Candidate {
-                config: c.name.clone(),
+                config: c.id.name.clone(),
                 priority: c.priority,
             })
             .collect()
     }
-}
-
-/// Group labels, then node labels, then the well-known `nodeboot.io/` labels.
-pub fn effective_labels(group: &NodeGroup, node: &NodeSpec) -> Labels {
-    let mut labels = group.spec.labels.clone();
-    labels.extend(node.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    labels.insert(labels::NAME.into(), node.name.clone());
-    labels.insert(
-        labels::GROUP.into(),
-        group.metadata.name.clone().unwrap_or_default(),
-    );
-    if let Some(arch) = node.arch {
-        labels.insert(labels::ARCH.into(), arch.as_str().into());
-    }
-    labels.insert(labels::KNOWN.into(), "true".into());
-    labels
-}
-
-/// One effective label, without building the map.
-pub fn effective_label<'a>(group: &'a NodeGroup, node: &'a NodeSpec, key: &str) -> Option<&'a str> {
-    if let Some(well_known) = key.strip_prefix(labels::RESERVED_PREFIX) {
-        return match well_known {
-            "name" => Some(&node.name),
-            "group" => group.metadata.name.as_deref(),
-            "arch" => node.arch.map(Arch::as_str),
-            "known" => Some("true"),
-            _ => None,
-        };
-    }
-    node.labels
-        .get(key)
-        .or_else(|| group.spec.labels.get(key))
-        .map(String::as_str)
 }
 
 /// What the resolution says about one BootConfig.
@@ -212,20 +179,22 @@ pub fn resolve_namespace(
     let duplicates = find_duplicates(&nodes);
 
     let mut configs_sorted: Vec<&Arc<CompiledBootConfig>> = configs.iter().collect();
-    configs_sorted.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+    configs_sorted.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
     let mut summaries: BTreeMap<String, ConfigSummary> = configs
         .iter()
-        .map(|c| (c.name.clone(), ConfigSummary::default()))
+        .map(|c| (c.id.name.clone(), ConfigSummary::default()))
         .collect();
 
     let mut matching: Vec<&Arc<CompiledBootConfig>> = Vec::with_capacity(configs_sorted.len());
     for (i, node) in nodes.iter_mut().enumerate() {
         matching.clear();
         let spec = &node.group.spec.nodes[node.index];
-        matching.extend(configs_sorted.iter().copied().filter(|c| {
-            c.selector
-                .matches(|k| effective_label(&node.group, spec, k))
-        }));
+        matching.extend(
+            configs_sorted
+                .iter()
+                .copied()
+                .filter(|c| c.selector.matches(|k| node.group.effective_label(spec, k))),
+        );
         node.outcome = match duplicates.get(&i) {
             Some(message) => Outcome::Conflict(message.clone()),
             None => decide(&matching, &mut summaries),
@@ -256,19 +225,19 @@ fn decide(
         .take_while(|c| c.priority == top.priority)
         .collect();
     for loser in matching.iter().skip(tied.len()) {
-        if let Some(s) = summaries.get_mut(&loser.name) {
+        if let Some(s) = summaries.get_mut(&loser.id.name) {
             s.outranked += 1;
         }
     }
     if tied.len() > 1 {
-        let names: Vec<&str> = tied.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = tied.iter().map(|c| c.id.name.as_str()).collect();
         for c in &tied {
-            if let Some(s) = summaries.get_mut(&c.name) {
+            if let Some(s) = summaries.get_mut(&c.id.name) {
                 s.tied_nodes += 1;
                 s.tied_with.extend(
                     names
                         .iter()
-                        .filter(|n| **n != c.name)
+                        .filter(|n| **n != c.id.name)
                         .map(|n| n.to_string()),
                 );
             }
@@ -279,7 +248,7 @@ fn decide(
             top.priority
         ));
     }
-    if let Some(s) = summaries.get_mut(&top.name) {
+    if let Some(s) = summaries.get_mut(&top.id.name) {
         s.assigned += 1;
     }
     Outcome::Assigned((*top).clone())
@@ -390,16 +359,11 @@ pub fn resolve_unknown(
         .iter()
         .filter(|c| c.selector.matches(|k| labels.get(k).map(String::as_str)))
         .collect();
-    matching.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.namespace.cmp(&b.namespace))
-            .then(a.name.cmp(&b.name))
-    });
+    matching.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
     let candidates = matching
         .iter()
         .map(|c| Candidate {
-            config: format!("{}/{}", c.namespace, c.name),
+            config: c.id.to_string(),
             priority: c.priority,
         })
         .collect();
@@ -412,7 +376,7 @@ pub fn resolve_unknown(
             let tied: Vec<String> = matching
                 .iter()
                 .take_while(|c| c.priority == one.priority)
-                .map(|c| format!("{}/{}", c.namespace, c.name))
+                .map(|c| c.id.to_string())
                 .collect();
             Outcome::Conflict(format!(
                 "discovery BootConfigs {} tie at priority {}",
@@ -478,7 +442,16 @@ mod tests {
             ..Default::default()
         };
         Arc::new(
-            CompiledBootConfig::compile("hpc", name, Some(1), &spec, &Secrets::default()).unwrap(),
+            CompiledBootConfig::compile(
+                &crate::crd::ObjectId {
+                    namespace: "hpc".into(),
+                    name: name.into(),
+                },
+                Some(1),
+                &spec,
+                &Secrets::default(),
+            )
+            .unwrap(),
         )
     }
 
@@ -508,8 +481,8 @@ mod tests {
             config("gpu", 10, Some(labels(&[("gpu", "a100")]))),
         ];
         let r = resolve_namespace("hpc", std::slice::from_ref(&g), &configs);
-        assert_eq!(r.nodes[0].outcome.config().unwrap().name, "compute");
-        assert_eq!(r.nodes[1].outcome.config().unwrap().name, "gpu");
+        assert_eq!(r.nodes[0].outcome.config().unwrap().id.name, "compute");
+        assert_eq!(r.nodes[1].outcome.config().unwrap().id.name, "gpu");
         assert_eq!(r.nodes[1].candidates(&configs).len(), 2);
         assert_eq!(r.configs["compute"].assigned, 1);
         assert_eq!(r.configs["compute"].outranked, 1);
@@ -598,7 +571,7 @@ mod tests {
         assert_eq!(discovery.len(), 1);
         let mac = Mac::new([2, 0, 0, 0, 0, 9]);
         let r = resolve_unknown(&discovery, mac, Some(Arch::X86_64));
-        assert_eq!(r.outcome.config().unwrap().name, "discovery");
+        assert_eq!(r.outcome.config().unwrap().id.name, "discovery");
         assert_eq!(r.labels["nodeboot.io/mac"], "02-00-00-00-00-09");
         let r = resolve_unknown(&[], mac, None);
         assert_eq!(r.outcome.phase(), NodePhase::Unassigned);

@@ -1,7 +1,8 @@
 //! iPXE scripts: the DHCP bootstrap, the default BSS-shaped boot script and the retry loop.
 
-use std::fmt::Write as _;
+use bytes::Bytes;
 
+use super::RenderSettings;
 use crate::mac::Mac;
 
 /// How a retrying node asks again: by the identifier it used the first time.
@@ -74,14 +75,14 @@ pub fn default_head(kernel: &str, initrd: Option<&str>, params: &str) -> String 
 /// `chain --replace` makes the new script replace this one instead of nesting inside it, so a
 /// node can loop for days without exhausting iPXE's memory.
 pub fn retry_tail(
-    out: &mut String,
+    out: &mut impl std::fmt::Write,
     reason: WaitReason,
-    server_url: &str,
     asker: Asker<'_>,
     retry: u32,
-    max_delay: u32,
+    settings: &RenderSettings,
 ) {
-    let delay = retry_delay(retry, max_delay);
+    let server_url = &settings.server_url;
+    let delay = retry_delay(retry, settings.retry_max_delay);
     let next = retry.saturating_add(1);
     // Writing to a String cannot fail.
     let _ = write!(
@@ -100,15 +101,58 @@ pub fn retry_tail(
 /// A script that only waits and asks again: for unknown, unassigned and conflicting nodes.
 pub fn wait_script(
     reason: WaitReason,
-    server_url: &str,
     asker: Asker<'_>,
     retry: u32,
-    max_delay: u32,
+    settings: &RenderSettings,
 ) -> String {
     let mut s = String::with_capacity(256);
     s.push_str("#!ipxe\n");
-    retry_tail(&mut s, reason, server_url, asker, retry, max_delay);
+    retry_tail(&mut s, reason, asker, retry, settings);
     s
+}
+
+/// A boot script as the snapshot keeps it. The one place that knows which kind a script is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Script {
+    /// The default script up to its `:boot_retry` tail. The tail names the asking node and the
+    /// request round, so it is added per request: storing it for every node would cost a third
+    /// of the scripts' memory.
+    Default(Bytes),
+    /// A BootConfig's own `script`, served as written.
+    Custom(Bytes),
+}
+
+impl Script {
+    /// The stored bytes: the default script's head, or the whole custom script.
+    pub fn stored(&self) -> &Bytes {
+        match self {
+            Script::Default(b) | Script::Custom(b) => b,
+        }
+    }
+
+    /// The script served for request round `retry` by `asker`.
+    pub fn for_round(&self, asker: Asker<'_>, retry: u32, settings: &RenderSettings) -> Bytes {
+        match self {
+            Script::Custom(script) => script.clone(),
+            Script::Default(head) => {
+                let mut out = ByteWriter(Vec::with_capacity(head.len() + 224));
+                out.0.extend_from_slice(head);
+                retry_tail(&mut out, WaitReason::BootFailed, asker, retry, settings);
+                Bytes::from(out.0)
+            }
+        }
+    }
+}
+
+/// Lets the tail be written straight after the head's bytes, without checking the head is UTF-8
+/// again on every request.
+struct ByteWriter(Vec<u8>);
+
+impl std::fmt::Write for ByteWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -126,17 +170,18 @@ mod tests {
 
     #[test]
     fn default_script_has_bss_shape() {
-        let mut s = default_head("http://i/vmlinuz", Some("http://i/initrd"), "console=ttyS0");
-        retry_tail(
-            &mut s,
-            WaitReason::BootFailed,
-            "http://10.0.2.2:8080",
+        let head = default_head("http://i/vmlinuz", Some("http://i/initrd"), "console=ttyS0");
+        let settings = RenderSettings {
+            server_url: "http://10.0.2.2:8080".into(),
+            retry_max_delay: 60,
+        };
+        let script = Script::Default(Bytes::from(head)).for_round(
             Asker::Mac(Mac::new([2, 0, 0, 0, 0, 1])),
             2,
-            60,
+            &settings,
         );
         assert_eq!(
-            s,
+            std::str::from_utf8(&script).unwrap(),
             "#!ipxe\n\
              kernel --name kernel http://i/vmlinuz initrd=initrd console=ttyS0 || goto boot_retry\n\
              initrd --name initrd http://i/initrd || goto boot_retry\n\
@@ -146,6 +191,11 @@ mod tests {
              imgfree\n\
              sleep 15\n\
              chain --replace http://10.0.2.2:8080/boot/v1/bootscript?mac=02:00:00:00:00:01&arch=${buildarch}&retry=3 || goto boot_retry\n"
+        );
+        let custom = Script::Custom(Bytes::from_static(b"#!ipxe\nexit\n"));
+        assert_eq!(
+            custom.for_round(Asker::Name("n1"), 7, &settings),
+            Bytes::from_static(b"#!ipxe\nexit\n")
         );
     }
 }

@@ -4,12 +4,12 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use nodeboot::compile::ConfigCompiler;
-use nodeboot::mac::Mac;
-use nodeboot::render::RenderSettings;
-use nodeboot::resolve::resolve_namespace;
-use nodeboot::serving::{Found, build};
-use nodeboot::synthetic;
+use nodeboot_bench::synthetic;
+use nodeboot_core::compile::ConfigCompiler;
+use nodeboot_core::mac::Mac;
+use nodeboot_core::render::RenderSettings;
+use nodeboot_core::resolve::resolve_namespace;
+use nodeboot_core::snapshot::{Identity, Query, build};
 
 fn settings() -> RenderSettings {
     RenderSettings {
@@ -56,17 +56,16 @@ fn lookup(c: &mut Criterion) {
         .step_by(997)
         .map(|i| synthetic::node_mac(i).parse().unwrap())
         .collect();
-    c.bench_function("lookup_by_mac_100k", |b| {
+    // What a bootscript request costs the core: find the node, decide, assemble the script.
+    c.bench_function("answer_by_mac_100k", |b| {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % macs.len();
-            match snapshot.by_mac(macs[i]) {
-                Found::Node(n) => black_box(
-                    n.boot_for(Some(macs[i]))
-                        .map(|(_, p)| p.script_for(0, &snapshot.settings)),
-                ),
-                _ => None,
-            }
+            black_box(
+                snapshot
+                    .answer(&Query::new(Identity::Mac(macs[i])))
+                    .script(),
+            )
         })
     });
 }

@@ -1,31 +1,38 @@
-//! cloud-init NoCloud meta-data: the merge of the layers and its YAML form.
+//! cloud-init NoCloud documents: meta-data's YAML form, and the check that a cloud-config
+//! document is one.
 
 use serde_json::{Map, Value};
 
-use crate::crd::MetaData;
+/// The NoCloud documents a node can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    MetaData,
+    UserData,
+    VendorData,
+    NetworkConfig,
+}
 
-/// Merges meta-data, lowest first: BootConfig, NodeGroup, node; then `instance-id` (the node
-/// name unless a layer set one), `local-hostname` and `hostname` (always the node's hostname).
-pub fn merge_meta(
-    layers: &[Option<&MetaData>],
-    default_instance_id: &str,
-    hostname: &str,
-) -> Map<String, Value> {
-    let mut merged = Map::new();
-    for layer in layers.iter().flatten() {
-        for (k, v) in layer.iter() {
-            merged.insert(k.clone(), v.clone());
+impl Document {
+    pub const ALL: [Document; 4] = [
+        Document::MetaData,
+        Document::UserData,
+        Document::VendorData,
+        Document::NetworkConfig,
+    ];
+
+    /// The document's name, as in its URL path.
+    pub fn name(self) -> &'static str {
+        match self {
+            Document::MetaData => "meta-data",
+            Document::UserData => "user-data",
+            Document::VendorData => "vendor-data",
+            Document::NetworkConfig => "network-config",
         }
     }
-    if !merged.contains_key("instance-id") {
-        merged.insert(
-            "instance-id".into(),
-            Value::String(default_instance_id.into()),
-        );
+
+    pub fn from_name(name: &str) -> Option<Document> {
+        Document::ALL.into_iter().find(|d| d.name() == name)
     }
-    merged.insert("local-hostname".into(), Value::String(hostname.into()));
-    merged.insert("hostname".into(), Value::String(hostname.into()));
-    merged
 }
 
 /// meta-data as YAML: one `key: value` line per key, strings plain where YAML cannot read them
@@ -106,25 +113,6 @@ pub fn check_cloud_config(doc: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn layers_merge_lowest_first() {
-        let bc: MetaData = [("ntp".into(), "1.1.1.1".into()), ("a".into(), "bc".into())].into();
-        let group: MetaData = [("a".into(), "group".into())].into();
-        let node: MetaData = [
-            ("a".into(), "node".into()),
-            ("hostname".into(), "evil".into()),
-        ]
-        .into();
-        let m = merge_meta(&[Some(&bc), Some(&group), Some(&node)], "x1", "nid0001");
-        assert_eq!(m["a"], "node");
-        assert_eq!(m["ntp"], "1.1.1.1");
-        assert_eq!(m["instance-id"], "x1");
-        assert_eq!(m["hostname"], "nid0001");
-        assert_eq!(m["local-hostname"], "nid0001");
-        let yaml = meta_data_yaml(&m);
-        assert!(yaml.contains("instance-id: x1\n"), "{yaml}");
-    }
 
     #[test]
     fn meta_data_reads_back_as_written() {

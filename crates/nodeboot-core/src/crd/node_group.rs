@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::MetaData;
 use super::schema;
+use crate::labels::{self, Labels};
 
 /// The inventory: a set of nodes that share labels and meta-data.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -177,5 +178,42 @@ impl NodePhase {
             NodePhase::Unassigned => "Unassigned",
             NodePhase::Conflict => "Conflict",
         }
+    }
+}
+
+impl NodeGroup {
+    /// One effective label of member `node`, without building the label map: the well-known
+    /// `nodeboot.io/` labels, then the node's own, then the group's.
+    pub fn effective_label<'a>(&'a self, node: &'a NodeSpec, key: &str) -> Option<&'a str> {
+        if let Some(well_known) = key.strip_prefix(labels::RESERVED_PREFIX) {
+            return match well_known {
+                "name" => Some(&node.name),
+                "group" => self.metadata.name.as_deref(),
+                "arch" => node.arch.map(Arch::as_str),
+                "known" => Some("true"),
+                _ => None,
+            };
+        }
+        node.labels
+            .get(key)
+            .or_else(|| self.spec.labels.get(key))
+            .map(String::as_str)
+    }
+
+    /// The effective labels of member `node`, as selectors see them: group labels, then node
+    /// labels, then the well-known labels.
+    pub fn effective_labels(&self, node: &NodeSpec) -> Labels {
+        let mut out = self.spec.labels.clone();
+        out.extend(node.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out.insert(labels::NAME.into(), node.name.clone());
+        out.insert(
+            labels::GROUP.into(),
+            self.metadata.name.clone().unwrap_or_default(),
+        );
+        if let Some(arch) = node.arch {
+            out.insert(labels::ARCH.into(), arch.as_str().into());
+        }
+        out.insert(labels::KNOWN.into(), "true".into());
+        out
     }
 }

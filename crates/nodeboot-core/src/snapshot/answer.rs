@@ -1,0 +1,264 @@
+//! `Snapshot::answer`: the one place that decides what a request gets. The HTTP layer turns an
+//! answer into a response, `explain` into a report; neither decides anything itself.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::prepare::prepared_docs;
+use super::{Found, NodeBoot, PreparedCloudInit, ServedNode, Snapshot, UnknownNode};
+use crate::compile::CompiledBootConfig;
+use crate::crd::Arch;
+use crate::mac::Mac;
+use crate::render::RenderError;
+use crate::render::cloud_init::Document;
+use crate::render::ipxe::{Asker, Script, WaitReason, wait_script};
+
+/// How a request names the node it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Mac(Mac),
+    Name(String),
+    Nid(i64),
+    /// The request's source address (cloud-init without an id).
+    Ip(IpAddr),
+    /// A node name, else a MAC in any notation: the `{id}` of the cloud-init and admin paths.
+    NameOrMac(String),
+}
+
+/// A question about one node: who, on which architecture, in which round of its retry loop.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub who: Identity,
+    pub arch: Option<Arch>,
+    pub retry: u32,
+}
+
+impl Query {
+    pub fn new(who: Identity) -> Query {
+        Query {
+            who,
+            arch: None,
+            retry: 0,
+        }
+    }
+}
+
+/// Whom the query found.
+#[derive(Debug)]
+pub enum Subject<'s> {
+    Known(&'s ServedNode),
+    /// A MAC in no NodeGroup, resolved against the discovery BootConfigs.
+    Unknown(Box<UnknownNode>),
+    /// Claimed by nodes in more than one place: never guess which.
+    Ambiguous,
+    /// A name, NID, address or id that no node has (and, for an id, not a MAC either).
+    Missing,
+}
+
+/// What the node boots now.
+#[derive(Debug, Clone)]
+pub struct ReadyBoot {
+    pub config: Arc<CompiledBootConfig>,
+    /// The MAC the script is for: the asking one, or the node's first.
+    pub mac: Mac,
+    pub params: Bytes,
+    pub script: Script,
+}
+
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Boot(ReadyBoot),
+    /// The node loops, asking again, until it can boot; `why` may be shown to the client.
+    Wait {
+        reason: WaitReason,
+        why: String,
+    },
+}
+
+/// Why a cloud-init document cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    #[error("no network-config is set for this node")]
+    NotSet,
+    #[error("no node has this identifier")]
+    Missing,
+    #[error("several nodes claim this identifier")]
+    Ambiguous,
+    #[error("{0} is in no NodeGroup and no discovery BootConfig matches it")]
+    NoDiscovery(Mac),
+    #[error("the discovery BootConfig failed to render; see its status")]
+    DiscoveryFailed(RenderError),
+}
+
+/// The answer to a query: whom it found, and what that node boots or why it waits.
+#[derive(Debug)]
+pub struct Answer<'s> {
+    pub subject: Subject<'s>,
+    pub decision: Decision,
+    snapshot: &'s Snapshot,
+    who: Identity,
+    retry: u32,
+}
+
+const NOT_READY: &str = "this node has no boot configuration yet (unknown, unassigned or in conflict); see nodeboot explain";
+
+impl Snapshot {
+    /// Finds the node a query names and decides what it gets. Known nodes' answers were
+    /// rendered when the snapshot was built; only an unknown MAC is rendered here.
+    pub fn answer(&self, query: &Query) -> Answer<'_> {
+        let found = match &query.who {
+            Identity::Mac(mac) => self.by_mac(*mac),
+            Identity::Name(name) => self.by_name(name),
+            Identity::Nid(nid) => self.by_nid(*nid),
+            Identity::Ip(ip) => self.by_ip(*ip),
+            Identity::NameOrMac(id) => match self.by_name(id) {
+                Found::Missing => id.parse().map_or(Found::Missing, |mac| self.by_mac(mac)),
+                found => found,
+            },
+        };
+        let subject = match found {
+            Found::Node(node) => Subject::Known(node),
+            Found::Ambiguous => Subject::Ambiguous,
+            Found::Missing => match &query.who {
+                Identity::Mac(mac) => {
+                    Subject::Unknown(Box::new(UnknownNode::resolve(self, *mac, query.arch)))
+                }
+                Identity::NameOrMac(id) => match id.parse::<Mac>() {
+                    Ok(mac) => {
+                        Subject::Unknown(Box::new(UnknownNode::resolve(self, mac, query.arch)))
+                    }
+                    Err(_) => Subject::Missing,
+                },
+                _ => Subject::Missing,
+            },
+        };
+        let decision = decide(&subject, asked_mac(&query.who));
+        Answer {
+            subject,
+            decision,
+            snapshot: self,
+            who: query.who.clone(),
+            retry: query.retry,
+        }
+    }
+}
+
+fn asked_mac(who: &Identity) -> Option<Mac> {
+    match who {
+        Identity::Mac(mac) => Some(*mac),
+        Identity::NameOrMac(id) => id.parse().ok(),
+        _ => None,
+    }
+}
+
+fn wait(reason: WaitReason, why: impl Into<String>) -> Decision {
+    Decision::Wait {
+        reason,
+        why: why.into(),
+    }
+}
+
+fn decide(subject: &Subject<'_>, asked_mac: Option<Mac>) -> Decision {
+    match subject {
+        Subject::Known(node) => match (&node.boot, node.boot_for(asked_mac)) {
+            (NodeBoot::Boot { .. }, Some((config, prepared))) => Decision::Boot(ReadyBoot {
+                config: config.clone(),
+                mac: prepared.mac,
+                params: prepared.params.clone(),
+                script: prepared.script.clone(),
+            }),
+            (NodeBoot::Wait(reason), _) => wait(
+                *reason,
+                format!(
+                    "node {} has no boot configuration: {}",
+                    node.node.name(),
+                    node.node.outcome.message()
+                ),
+            ),
+            (NodeBoot::Boot { .. }, None) => wait(WaitReason::Unassigned, NOT_READY),
+        },
+        Subject::Unknown(unknown) => match (&unknown.boot, unknown.resolution.outcome.config()) {
+            (Some(Ok(boot)), Some(config)) => Decision::Boot(ReadyBoot {
+                config: config.clone(),
+                mac: unknown.mac,
+                params: Bytes::from(boot.params.clone()),
+                script: boot.script.clone(),
+            }),
+            (Some(Err(e)), _) => {
+                tracing::warn!(mac = %unknown.mac, error = %e, "discovery BootConfig failed to render for an unknown node");
+                wait(WaitReason::UnknownNode, NOT_READY)
+            }
+            _ => wait(WaitReason::UnknownNode, NOT_READY),
+        },
+        Subject::Ambiguous => wait(WaitReason::Conflict, NOT_READY),
+        Subject::Missing => wait(WaitReason::UnknownNode, NOT_READY),
+    }
+}
+
+impl Answer<'_> {
+    /// The iPXE script for this request: the boot with its retry tail, or the wait loop.
+    pub fn script(&self) -> Bytes {
+        let settings = &self.snapshot.settings;
+        match &self.decision {
+            Decision::Boot(boot) => {
+                boot.script
+                    .for_round(Asker::Mac(boot.mac), self.retry, settings)
+            }
+            Decision::Wait { reason, .. } => {
+                Bytes::from(wait_script(*reason, self.asker(), self.retry, settings))
+            }
+        }
+    }
+
+    /// A waiting node asks again the way it asked: by the same MAC, name or NID.
+    fn asker(&self) -> Asker<'_> {
+        match (&self.who, &self.subject) {
+            (Identity::Mac(mac), _) => Asker::Mac(*mac),
+            (Identity::Name(name), _) => Asker::Name(name),
+            (Identity::Nid(nid), _) => Asker::Nid(*nid),
+            (_, Subject::Known(node)) => match node.node.macs.first() {
+                Some(mac) => Asker::Mac(*mac),
+                None => Asker::Name(node.node.name()),
+            },
+            (_, Subject::Unknown(unknown)) => Asker::Mac(unknown.mac),
+            (Identity::NameOrMac(id), _) => Asker::Name(id),
+            (Identity::Ip(_), _) => Asker::Name(""),
+        }
+    }
+
+    /// The known node's address, when its cloud-init data is tied to one.
+    pub fn node_ip(&self) -> Option<IpAddr> {
+        match &self.subject {
+            Subject::Known(node) => node.node.ip.map(super::canonical_ip),
+            _ => None,
+        }
+    }
+
+    /// A cloud-init document of the node.
+    pub fn document(&self, doc: Document) -> Result<Bytes, DocumentError> {
+        let rendered;
+        let docs: &PreparedCloudInit = match &self.subject {
+            Subject::Known(node) => &node.cloud_init,
+            Subject::Ambiguous => return Err(DocumentError::Ambiguous),
+            Subject::Missing => return Err(DocumentError::Missing),
+            Subject::Unknown(unknown) => {
+                if unknown.resolution.outcome.config().is_none() {
+                    return Err(DocumentError::NoDiscovery(unknown.mac));
+                }
+                let docs = unknown
+                    .cloud_init(self.snapshot)
+                    .map_err(DocumentError::DiscoveryFailed)?;
+                rendered = prepared_docs(docs);
+                &rendered
+            }
+        };
+        match doc {
+            Document::MetaData => Ok(docs.meta_data.clone()),
+            Document::UserData => Ok(docs.user_data.clone()),
+            Document::VendorData => Ok(docs.vendor_data.clone()),
+            Document::NetworkConfig => docs.network_config.clone().ok_or(DocumentError::NotSet),
+        }
+    }
+}

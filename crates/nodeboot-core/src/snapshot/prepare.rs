@@ -1,0 +1,277 @@
+//! Rendering a resolved node under its BootConfig: everything the node can be asked, made once
+//! when the inputs change, so that a request is a lookup.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::{NodeBoot, PreparedBoot, PreparedCloudInit, RenderFailure, ServedNode};
+use crate::compile::CompiledBootConfig;
+use crate::crd::NodePhase;
+use crate::mac::Mac;
+use crate::render::ipxe::{self, Script, WaitReason};
+use crate::render::params::{AutoParams, check_one_line, with_auto_params};
+use crate::render::template::{
+    self, BootView, LabelsRef, NETWORK_CONFIG, NodeVars, NodeView, PARAMS, SCRIPT, USER_DATA,
+    VENDOR_DATA,
+};
+use crate::render::{RenderError, RenderSettings, cloud_init};
+use crate::resolve::{Outcome, ResolvedNode};
+
+/// A node's boot for one asking MAC, as rendered.
+#[derive(Debug, Clone)]
+pub struct RenderedBoot {
+    pub params: String,
+    pub script: Script,
+}
+
+/// The NoCloud documents of a node, as rendered.
+#[derive(Debug, Clone, Default)]
+pub struct RenderedDocs {
+    pub meta_data: String,
+    pub user_data: String,
+    pub vendor_data: String,
+    pub network_config: Option<String>,
+}
+
+/// Renders the boot of `node` under `config`, as asked by `node.mac`. `seed_id` names the node
+/// in its `ds=` URL (node name, or MAC for an unknown node).
+pub fn render_boot(
+    config: &CompiledBootConfig,
+    node: &NodeView<'_>,
+    vars: &NodeVars,
+    seed_id: &str,
+    settings: &RenderSettings,
+) -> Result<RenderedBoot, RenderError> {
+    let mut boot = BootView {
+        config: &config.id.name,
+        kernel: &config.kernel,
+        initrd: config.initrd.as_deref(),
+        params: None,
+        server_url: &settings.server_url,
+    };
+    let raw = config
+        .render(PARAMS, &template::variables(vars, &boot))?
+        .unwrap_or_default();
+    check_one_line(&raw)?;
+    let params = if config.auto_params {
+        let seed_url = format!("{}/cloud-init/{seed_id}/", settings.server_url);
+        with_auto_params(
+            &raw,
+            &AutoParams {
+                mac: node.mac,
+                xname: (!node.name.is_empty()).then_some(node.name),
+                nid: node.nid,
+                seed_url: Some(&seed_url),
+            },
+        )
+    } else {
+        raw.trim().to_owned()
+    };
+    boot.params = Some(&params);
+    let script = match config.render(SCRIPT, &template::variables(vars, &boot))? {
+        Some(custom) => Script::Custom(exact(custom)),
+        None => Script::Default(exact(ipxe::default_head(
+            &config.kernel,
+            config.initrd.as_deref(),
+            &params,
+        ))),
+    };
+    Ok(RenderedBoot { params, script })
+}
+
+/// Renders the NoCloud documents of a node whose merged meta-data is `meta`; without a
+/// BootConfig only meta-data has content.
+pub fn render_cloud_init(
+    config: Option<(&CompiledBootConfig, &NodeVars)>,
+    meta: &Map<String, Value>,
+    boot_params: Option<&str>,
+    settings: &RenderSettings,
+) -> Result<RenderedDocs, RenderError> {
+    let meta_data = cloud_init::meta_data_yaml(meta);
+    let Some((config, vars)) = config else {
+        return Ok(RenderedDocs {
+            meta_data,
+            ..Default::default()
+        });
+    };
+    let boot = BootView {
+        config: &config.id.name,
+        kernel: &config.kernel,
+        initrd: config.initrd.as_deref(),
+        params: boot_params,
+        server_url: &settings.server_url,
+    };
+    let vars = template::variables(vars, &boot);
+    let user_data = match &config.secret_user_data {
+        Some(verbatim) => verbatim.clone(),
+        None => config.render(USER_DATA, &vars)?.unwrap_or_default(),
+    };
+    Ok(RenderedDocs {
+        meta_data,
+        user_data,
+        vendor_data: config.render(VENDOR_DATA, &vars)?.unwrap_or_default(),
+        network_config: config.render(NETWORK_CONFIG, &vars)?,
+    })
+}
+
+fn view<'a>(
+    node: &'a ResolvedNode,
+    mac: Option<Mac>,
+    meta: &'a Map<String, Value>,
+) -> NodeView<'a> {
+    NodeView {
+        name: node.name(),
+        hostname: node.hostname(),
+        nid: node.nid(),
+        ip: node.ip,
+        mac,
+        macs: &node.macs,
+        arch: node.arch(),
+        group: node.group_name(),
+        namespace: &node.namespace,
+        labels: LabelsRef::Group {
+            group: &node.group,
+            index: node.index,
+        },
+        meta,
+    }
+}
+
+/// Renders every node, spread over the machine's cores: rendering is the bulk of a rebuild and
+/// each node's is independent. Order is kept.
+pub fn prepare_nodes(nodes: Vec<ResolvedNode>, settings: &RenderSettings) -> Vec<ServedNode> {
+    crate::parallel::map_in_order(nodes, 2048, |n| prepare_node(n, settings))
+}
+
+/// Renders everything a node can be asked, once, now.
+fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode {
+    let meta = node.meta();
+    let rendered = match &node.outcome {
+        Outcome::Assigned(config) => prepare_assigned(&node, config, &meta, settings),
+        Outcome::Unassigned(_) | Outcome::Conflict(_) => {
+            let reason = if node.outcome.phase() == NodePhase::Conflict {
+                WaitReason::Conflict
+            } else {
+                WaitReason::Unassigned
+            };
+            render_cloud_init(None, &meta, None, settings)
+                .map(|docs| (NodeBoot::Wait(reason), prepared_docs(docs)))
+        }
+    };
+    match rendered {
+        Ok((boot, cloud_init)) => ServedNode {
+            node,
+            boot,
+            cloud_init,
+            render_error: None,
+        },
+        Err(err) => {
+            let config = node
+                .outcome
+                .config()
+                .map(|c| c.id.name.clone())
+                .unwrap_or_default();
+            let message = format!("BootConfig {config} failed to render for this node: {err}");
+            node.outcome = Outcome::Unassigned(message);
+            ServedNode {
+                node,
+                boot: NodeBoot::Wait(WaitReason::Unassigned),
+                cloud_init: PreparedCloudInit::default(),
+                render_error: Some(Box::new(RenderFailure {
+                    config,
+                    error: err.to_string(),
+                })),
+            }
+        }
+    }
+}
+
+fn prepare_assigned(
+    node: &ResolvedNode,
+    config: &std::sync::Arc<CompiledBootConfig>,
+    meta: &Map<String, Value>,
+    settings: &RenderSettings,
+) -> Result<(NodeBoot, PreparedCloudInit), RenderError> {
+    let mut per_mac = Vec::with_capacity(node.macs.len());
+    // The first MAC's variables serve its boot script and the cloud-init documents.
+    let first_view = view(node, node.macs.first().copied(), meta);
+    let first_vars = template::node_vars(&first_view);
+    for (i, mac) in node.macs.iter().enumerate() {
+        let rendered = if i == 0 {
+            render_boot(config, &first_view, &first_vars, node.name(), settings)?
+        } else {
+            let v = view(node, Some(*mac), meta);
+            render_boot(config, &v, &template::node_vars(&v), node.name(), settings)?
+        };
+        // The params are a stretch of the default script's kernel line: share its bytes.
+        let params = match &rendered.script {
+            Script::Default(head) => match find(head, rendered.params.as_bytes()) {
+                Some(at) => head.slice(at..at + rendered.params.len()),
+                None => exact(rendered.params),
+            },
+            Script::Custom(_) => exact(rendered.params),
+        };
+        per_mac.push(PreparedBoot {
+            mac: *mac,
+            params,
+            script: rendered.script,
+        });
+    }
+    let params = per_mac.first().map(PreparedBoot::params);
+    let docs = render_cloud_init(Some((config, &first_vars)), meta, params, settings)?;
+    Ok((
+        NodeBoot::Boot {
+            config: config.clone(),
+            per_mac,
+        },
+        prepared_docs(docs),
+    ))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Documents that come out the same for many nodes (vendor-data without per-node variables,
+/// say) share one allocation.
+pub fn intern_documents(nodes: &mut [ServedNode]) {
+    let mut seen: HashSet<Bytes> = HashSet::new();
+    let mut intern = |doc: &mut Bytes| {
+        if doc.is_empty() {
+            return;
+        }
+        match seen.get(doc) {
+            Some(existing) => *doc = existing.clone(),
+            None => {
+                seen.insert(doc.clone());
+            }
+        }
+    };
+    for n in nodes {
+        intern(&mut n.cloud_init.user_data);
+        intern(&mut n.cloud_init.vendor_data);
+        if let Some(doc) = n.cloud_init.network_config.as_mut() {
+            intern(doc);
+        }
+    }
+}
+
+/// Bytes that hold no spare capacity: rendered strings grow by doubling, and with 100,000
+/// nodes the slack would be a third of the snapshot.
+fn exact(s: String) -> Bytes {
+    Bytes::from(s.into_boxed_str().into_boxed_bytes())
+}
+
+pub fn prepared_docs(docs: RenderedDocs) -> PreparedCloudInit {
+    PreparedCloudInit {
+        meta_data: exact(docs.meta_data),
+        user_data: exact(docs.user_data),
+        vendor_data: exact(docs.vendor_data),
+        network_config: docs.network_config.map(exact),
+    }
+}

@@ -1,0 +1,109 @@
+//! What each command does, from parsed flags to a finished run.
+
+use std::path::PathBuf;
+
+use nodeboot_core::explain::explain;
+use nodeboot_core::render::RenderSettings;
+use nodeboot_core::snapshot::{Snapshot, build};
+
+use crate::cli::{Command, ElectionArgs, OnOff, OutputFormat, RenderArgs};
+use crate::error::Error;
+use crate::manifests::ManifestFolder;
+use crate::operator::{self, LeaseSettings, OperatorConfig};
+use crate::runtime::{ReportLog, Runtime};
+
+pub async fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Crds => {
+            let yaml = nodeboot_core::crd::crds_yaml().map_err(Error::Crds)?;
+            print!("{yaml}");
+            Ok(())
+        }
+        Command::Serve { manifests, serve } => {
+            let config = serve.server_config()?;
+            let folder = ManifestFolder::open(manifests)?;
+            let runtime = Runtime::new(&config.render);
+            tokio::spawn(ReportLog::default().follow(runtime.reports()));
+            Ok(runtime.run(folder, &config).await?)
+        }
+        Command::Run {
+            namespace,
+            election,
+            serve,
+        } => {
+            let lease = lease_settings(&election, namespace.as_deref());
+            operator::run(OperatorConfig {
+                namespace,
+                lease,
+                server: serve.server_config()?,
+            })
+            .await?;
+            Ok(())
+        }
+        Command::Explain {
+            manifests,
+            namespace,
+            id,
+            output,
+            render,
+        } => explain_node(manifests, namespace, &id, output, &render).await,
+    }
+}
+
+fn lease_settings(election: &ElectionArgs, namespace: Option<&str>) -> Option<LeaseSettings> {
+    (election.leader_election == OnOff::On).then(|| LeaseSettings {
+        name: election.lease_name.clone(),
+        namespace: election
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| namespace.map(str::to_owned))
+            .unwrap_or_else(|| "default".into()),
+        identity: election.identity.clone().unwrap_or_else(default_identity),
+        duration: election.lease_duration,
+    })
+}
+
+/// Host name and process id: unique among replicas when POD_NAME is not set.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "nodeboot".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn snapshot_of(
+    manifests: Option<PathBuf>,
+    namespace: Option<&str>,
+    settings: &RenderSettings,
+) -> Result<Snapshot, Error> {
+    match manifests {
+        Some(dir) => {
+            let desired = ManifestFolder::open(dir)?.read()?;
+            Ok(build(&desired, &mut Default::default(), settings).0)
+        }
+        None => Ok(operator::snapshot_from_cluster(namespace, settings).await?),
+    }
+}
+
+async fn explain_node(
+    manifests: Option<PathBuf>,
+    namespace: Option<String>,
+    id: &str,
+    output: OutputFormat,
+    render: &RenderArgs,
+) -> Result<(), Error> {
+    let settings = render.settings_without_listener()?;
+    let snapshot = snapshot_of(manifests, namespace.as_deref(), &settings).await?;
+    let report = explain(&snapshot, id)?;
+    let text = match output {
+        OutputFormat::Yaml => {
+            serde_yaml_ng::to_string(&report).map_err(|e| Error::Output(e.to_string()))?
+        }
+        OutputFormat::Json => {
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Output(e.to_string()))? + "\n"
+        }
+    };
+    print!("{text}");
+    Ok(())
+}
