@@ -5,18 +5,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use minijinja::{Environment, ErrorKind};
-
 use crate::crd::{BootConfig, BootConfigSpec, MetaData, ObjectId, validate_boot_config};
 use crate::labels::Labels;
 use crate::mac::Mac;
 use crate::meta::merge_meta;
 use crate::render::RenderError;
-use crate::render::cloud_init::check_cloud_config;
 use crate::render::params::check_one_line;
 use crate::render::template::{
     self, BootView, NETWORK_CONFIG, NodeView, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA,
 };
+use crate::render::template_set::{Sources, TemplateSet, UNDEFINED_PREFIX};
 use crate::secrets::Secrets;
 use crate::selector::Selector;
 
@@ -46,12 +44,7 @@ pub struct CompiledBootConfig {
     /// user-data from a Secret, served verbatim: never a template, so no template error message
     /// can ever quote secret material.
     pub secret_user_data: Option<String>,
-    has_params: bool,
-    has_script: bool,
-    has_user_data: bool,
-    has_vendor_data: bool,
-    has_network_config: bool,
-    env: Environment<'static>,
+    templates: TemplateSet,
 }
 
 impl std::fmt::Debug for CompiledBootConfig {
@@ -78,27 +71,13 @@ impl CompiledBootConfig {
             Some(r) => Some(secrets.get_text(&id.namespace, &r.name, &r.key)?.to_owned()),
             None => None,
         };
-        let mut env = template::new_environment();
-        let mut add =
-            |tname: &'static str, source: Option<&String>| -> Result<bool, CompileError> {
-                match source {
-                    Some(src) if !src.is_empty() => {
-                        env.add_template_owned(tname, src.clone()).map_err(|e| {
-                            RenderError::Template {
-                                template: tname,
-                                message: describe(&e),
-                            }
-                        })?;
-                        Ok(true)
-                    }
-                    _ => Ok(false),
-                }
-            };
-        let has_params = add(PARAMS, Some(&spec.params))?;
-        let has_script = add(SCRIPT, Some(&spec.script))?;
-        let has_user_data = add(USER_DATA, ci.user_data.as_ref())?;
-        let has_vendor_data = add(VENDOR_DATA, ci.vendor_data.as_ref())?;
-        let has_network_config = add(NETWORK_CONFIG, ci.network_config.as_ref())?;
+        let templates = TemplateSet::compile(&Sources {
+            params: &spec.params,
+            script: &spec.script,
+            user_data: ci.user_data.as_deref(),
+            vendor_data: ci.vendor_data.as_deref(),
+            network_config: ci.network_config.as_deref(),
+        })?;
         let compiled = CompiledBootConfig {
             id: id.clone(),
             generation,
@@ -109,50 +88,24 @@ impl CompiledBootConfig {
             auto_params: spec.auto_params,
             meta_data: ci.meta_data,
             secret_user_data,
-            has_params,
-            has_script,
-            has_user_data,
-            has_vendor_data,
-            has_network_config,
-            env,
+            templates,
         };
         compiled.try_on_sample_node()?;
         Ok(compiled)
     }
 
     pub fn has(&self, template: &str) -> bool {
-        match template {
-            PARAMS => self.has_params,
-            SCRIPT => self.has_script,
-            USER_DATA => self.has_user_data,
-            VENDOR_DATA => self.has_vendor_data,
-            NETWORK_CONFIG => self.has_network_config,
-            _ => false,
-        }
+        self.templates.has(template)
     }
 
-    /// Renders one of this BootConfig's templates; `Ok(None)` when it has none by that name.
+    /// Renders one of this BootConfig's templates, checked for its kind of document;
+    /// `Ok(None)` when it has none by that name.
     pub fn render(
         &self,
         template: &'static str,
         vars: &minijinja::Value,
     ) -> Result<Option<String>, RenderError> {
-        if !self.has(template) {
-            return Ok(None);
-        }
-        let tmpl = self
-            .env
-            .get_template(template)
-            .map_err(|e| RenderError::Template {
-                template,
-                message: describe(&e),
-            })?;
-        tmpl.render(vars)
-            .map(Some)
-            .map_err(|e| RenderError::Template {
-                template,
-                message: describe(&e),
-            })
+        self.templates.render(template, vars)
     }
 
     /// Renders every template against a made-up node, as OpenCHAMI's metadata service does at
@@ -197,43 +150,11 @@ impl CompiledBootConfig {
         }
         boot.params = params.as_deref().or(Some(""));
         let vars = template::variables(&node_vars, &boot);
-        tolerate_undefined(self.render(SCRIPT, &vars))?;
-        for tname in [USER_DATA, VENDOR_DATA] {
-            if let Some(doc) = tolerate_undefined(self.render(tname, &vars))? {
-                check_cloud_config(&doc).map_err(|message| RenderError::Template {
-                    template: tname,
-                    message,
-                })?;
-            }
-        }
-        if let Some(doc) = tolerate_undefined(self.render(NETWORK_CONFIG, &vars))? {
-            serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&doc).map_err(|e| {
-                RenderError::Template {
-                    template: NETWORK_CONFIG,
-                    message: format!("not valid YAML: {e}"),
-                }
-            })?;
+        for tname in [SCRIPT, USER_DATA, VENDOR_DATA, NETWORK_CONFIG] {
+            tolerate_undefined(self.render(tname, &vars))?;
         }
         Ok(())
     }
-}
-
-const UNDEFINED_PREFIX: &str = "undefined value";
-
-/// One line saying what is wrong and where, without the debug dump of the template source.
-fn describe(e: &minijinja::Error) -> String {
-    let what = match e.kind() {
-        ErrorKind::UndefinedError => UNDEFINED_PREFIX.to_string(),
-        _ => e.kind().to_string(),
-    };
-    let mut msg = match e.detail() {
-        Some(detail) => format!("{what}: {detail}"),
-        None => what,
-    };
-    if let Some(line) = e.line() {
-        msg.push_str(&format!(" (line {line})"));
-    }
-    msg
 }
 
 /// Where a BootConfig stands after a compile pass.

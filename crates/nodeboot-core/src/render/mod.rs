@@ -6,7 +6,9 @@ pub mod cloud_init;
 pub mod ipxe;
 pub mod params;
 mod settings;
+pub mod shape;
 pub mod template;
+pub mod template_set;
 
 pub use settings::RenderSettings;
 

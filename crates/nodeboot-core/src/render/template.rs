@@ -1,11 +1,16 @@
-//! The template environment every BootConfig compiles into, and the variables templates see.
+//! The template environments a BootConfig compiles into, and the variables templates see.
+//!
+//! Literal template text is the BootConfig author's and is trusted; every value a template
+//! interpolates (names, labels, meta-data) comes from the inventory and is not. Each kind of
+//! document has its own environment whose formatter enforces that, so no filter (`safe`, `e`),
+//! include or macro can carry a value past the check: a template can only include templates of
+//! its own kind.
 
 use std::net::IpAddr;
-
 use std::sync::Arc;
 
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
-use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, context};
+use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior, context};
 
 use crate::crd::{Arch, NodeGroup};
 use crate::labels::Labels;
@@ -29,38 +34,122 @@ pub fn ipxe_unsafe_char(c: char) -> bool {
         || matches!(c, '|' | '&' | ';' | '#' | '$' | '"' | '\'' | '\\')
 }
 
-/// A fresh environment: strict about undefined variables (a typo is an error, not an empty
-/// string), keeps trailing newlines (cloud-config files end in one), and checks every value
-/// interpolated into an iPXE template. Literal template text is the BootConfig author's and is
-/// trusted; values come from inventory (names, labels, meta-data) and are not.
-pub fn new_environment() -> Environment<'static> {
+/// The kinds of document a template can make, each with its own rule for interpolated values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `params` and `script`: values may not carry anything iPXE splits, expands or quotes.
+    Ipxe,
+    /// YAML documents (`#cloud-config`, network-config): values are written as they are, and
+    /// the rendered document's structure is compared with its `Shape` rendering.
+    Yaml,
+    /// The same YAML templates with every string value replaced by a unique plain token: the
+    /// structure the template's own text gives the document.
+    Shape,
+    /// Other user-data and vendor-data (shell scripts, say): values may not break a line.
+    Text,
+}
+
+/// An interpolated value that breaks the document's rule.
+fn refused(value: &str, rule: &str) -> Error {
+    let shown: String = value.chars().take(64).collect();
+    Error::new(
+        ErrorKind::InvalidOperation,
+        format!("value {shown:?} may not reach {rule}"),
+    )
+}
+
+fn write_value(out: &mut minijinja::Output, text: &str) -> Result<(), Error> {
+    out.write_str(text)
+        .map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
+}
+
+/// A JSON text (what `tojson` makes) is one self-delimited YAML flow node: it cannot end its
+/// line or its collection, so it may stand for itself in the shape rendering.
+fn is_json_node(text: &str) -> bool {
+    let t = text.trim();
+    (t.starts_with(['{', '[', '"']) || t.parse::<f64>().is_ok())
+        && !t.contains(['\n', '\r'])
+        && serde_json::from_str::<serde_json::Value>(t).is_ok()
+}
+
+fn format_value(
+    dialect: Dialect,
+    out: &mut minijinja::Output,
+    state: &State,
+    value: &Value,
+) -> Result<(), Error> {
+    if value.is_none() || value.is_undefined() {
+        return Ok(());
+    }
+    // Values nodeboot checked itself (URLs at compile time, params after rendering).
+    if let Some(checked) = value.downcast_object_ref::<Checked>() {
+        return write_value(out, &checked.0);
+    }
+    let text = value.to_string();
+    match dialect {
+        Dialect::Ipxe => {
+            if let Some(bad) = text.chars().find(|c| ipxe_unsafe_char(*c)) {
+                return Err(refused(
+                    &text,
+                    &format!(
+                        "an iPXE script: it contains {bad:?} (white space, control characters and |&;#$\"'\\ are refused)"
+                    ),
+                ));
+            }
+        }
+        Dialect::Text => {
+            if let Some(bad) = text.chars().find(|c| c.is_control() && *c != '\t') {
+                return Err(refused(
+                    &text,
+                    &format!("a document that is not YAML: it contains {bad:?}"),
+                ));
+            }
+        }
+        Dialect::Yaml => {}
+        Dialect::Shape => {
+            let plain = matches!(
+                value.kind(),
+                minijinja::value::ValueKind::Number | minijinja::value::ValueKind::Bool
+            );
+            if !plain && !is_json_node(&text) {
+                let n = state.get_temp("shape").and_then(|v| i64::try_from(v).ok());
+                let n = n.unwrap_or(0);
+                state.set_temp("shape", Value::from(n + 1));
+                return write_value(out, &format!("nodeboot-value-{n}"));
+            }
+        }
+    }
+    write_value(out, &text)
+}
+
+/// A fresh environment for one dialect: strict about undefined variables (a typo is an error,
+/// not an empty string), keeps trailing newlines (cloud-config files end in one), bounded in
+/// instructions, and with the dialect's rule on every interpolated value.
+pub fn new_environment(dialect: Dialect) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
     env.set_fuel(Some(FUEL_PER_RENDER));
-    env.set_formatter(|out, state, value| {
-        let ipxe = matches!(state.name(), PARAMS | SCRIPT);
-        if value.is_none() || value.is_undefined() {
-            return Ok(());
-        }
-        if ipxe && !value.is_safe() {
-            let text = value.to_string();
-            if let Some(bad) = text.chars().find(|c| ipxe_unsafe_char(*c)) {
-                return Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!(
-                        "value {text:?} may not reach an iPXE script: it contains {bad:?} \
-                         (white space, control characters and |&;#$\"'\\ are refused)"
-                    ),
-                ));
-            }
-            return out
-                .write_str(&text)
-                .map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()));
-        }
-        write!(out, "{value}").map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
-    });
+    env.set_formatter(move |out, state, value| format_value(dialect, out, state, value));
     env
+}
+
+/// A value nodeboot checked itself: written as it is in every dialect.
+#[derive(Debug)]
+struct Checked(String);
+
+impl Object for Checked {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        !self.0.is_empty()
+    }
 }
 
 /// What templates know of the node being rendered.
@@ -158,7 +247,7 @@ pub fn node_vars(node: &NodeView<'_>) -> NodeVars {
 }
 
 /// What templates know of the boot that was chosen. Values here were checked already (URLs at
-/// compile time, params after rendering), so they are marked safe for iPXE templates.
+/// compile time, params after rendering), so they pass every dialect's rule as they are.
 #[derive(Debug, Clone, Copy)]
 pub struct BootView<'a> {
     pub config: &'a str,
@@ -169,7 +258,7 @@ pub struct BootView<'a> {
 }
 
 pub fn variables(vars: &NodeVars, boot: &BootView<'_>) -> Value {
-    let safe = |s: &str| Value::from_safe_string(s.to_owned());
+    let safe = |s: &str| Value::from_object(Checked(s.to_owned()));
     context! {
         node => vars.node.clone(),
         meta => vars.meta.clone(),
@@ -188,7 +277,12 @@ mod tests {
     use super::*;
 
     fn render(template: &str, name: &str, meta: serde_json::Value) -> Result<String, Error> {
-        let mut env = new_environment();
+        let dialect = if matches!(name, PARAMS | SCRIPT) {
+            Dialect::Ipxe
+        } else {
+            Dialect::Yaml
+        };
+        let mut env = new_environment(dialect);
         env.add_template_owned(name.to_owned(), template.to_owned())
             .unwrap();
         let labels = Labels::new();
@@ -235,6 +329,15 @@ mod tests {
                 serde_json::json!({"v": evil}),
             );
             assert!(got.is_err(), "{evil:?} was accepted: {got:?}");
+            // Marking a value safe or escaping it changes nothing.
+            for bypass in ["{{ meta.v|safe }}", "{{ meta.v|e }}", "{{ meta.v|string }}"] {
+                let got = render(
+                    &format!("root=live:{bypass}"),
+                    SCRIPT,
+                    serde_json::json!({"v": evil}),
+                );
+                assert!(got.is_err(), "{bypass} with {evil:?} was accepted: {got:?}");
+            }
         }
         // The same value is fine in cloud-init data, where iPXE never sees it.
         let ud = render(
@@ -243,6 +346,16 @@ mod tests {
             serde_json::json!({"v": "a b"}),
         );
         assert_eq!(ud.unwrap(), "#cloud-config\nx: a b\n");
+        // A value in a document that is not YAML may not break its line.
+        let mut env = new_environment(Dialect::Text);
+        env.add_template_owned(USER_DATA, "#!/bin/sh\necho {{ v }}\n")
+            .unwrap();
+        let tmpl = env.get_template(USER_DATA).unwrap();
+        assert!(tmpl.render(context! { v => "a\nreboot" }).is_err());
+        assert_eq!(
+            tmpl.render(context! { v => "a b" }).unwrap(),
+            "#!/bin/sh\necho a b\n"
+        );
     }
 
     #[test]
@@ -305,7 +418,7 @@ mod tests {
             params: None,
             server_url: "http://s",
         };
-        let mut env = new_environment();
+        let mut env = new_environment(Dialect::Yaml);
         env.add_template_owned(
             USER_DATA,
             "{{ node.labels.gpu }} {{ node.labels['nodeboot.io/group'] }}|{% for k, v in node.labels|items %}{{ k }}={{ v }},{% endfor %}",
@@ -319,6 +432,64 @@ mod tests {
         assert_eq!(
             out,
             "a100 cab|gpu=a100,nodeboot.io/group=cab,nodeboot.io/known=true,nodeboot.io/name=n1,role=compute,"
+        );
+    }
+
+    #[test]
+    fn includes_and_macros_are_checked_like_the_template_itself() {
+        let mut env = new_environment(Dialect::Ipxe);
+        env.add_template_owned(PARAMS, "x={{ meta.v }}").unwrap();
+        env.add_template_owned(
+            SCRIPT,
+            "{% macro m() %}{{ meta.v }}{% endmacro %}kernel k {{ m() }}\n{% include 'params' %}",
+        )
+        .unwrap();
+        let labels = Labels::new();
+        let meta = serde_json::json!({"v": "a || chain http://evil/ ||"});
+        let meta = meta.as_object().cloned().unwrap();
+        let node = NodeView {
+            name: "n",
+            hostname: "n",
+            nid: None,
+            ip: None,
+            mac: None,
+            macs: &[],
+            arch: None,
+            group: "g",
+            namespace: "ns",
+            labels: LabelsRef::Map(&labels),
+            meta: &meta,
+        };
+        let boot = BootView {
+            config: "c",
+            kernel: "http://k",
+            initrd: None,
+            params: None,
+            server_url: "http://s",
+        };
+        let got = env
+            .get_template(SCRIPT)
+            .unwrap()
+            .render(variables(&node_vars(&node), &boot));
+        assert!(got.is_err(), "{got:?}");
+    }
+
+    #[test]
+    fn shape_dialect_replaces_strings_with_tokens_and_keeps_json() {
+        let mut env = new_environment(Dialect::Shape);
+        env.add_template_owned(
+            USER_DATA,
+            "a: {{ meta.s }}\nb: {{ meta.n }}\nc: {{ meta.l|tojson }}\nd: {{ meta.s }}\n",
+        )
+        .unwrap();
+        let out = env
+            .get_template(USER_DATA)
+            .unwrap()
+            .render(minijinja::context! { meta => serde_json::json!({"s": "x\ny", "n": 3, "l": ["p", "q"]}) })
+            .unwrap();
+        assert_eq!(
+            out,
+            "a: nodeboot-value-0\nb: 3\nc: [\"p\",\"q\"]\nd: nodeboot-value-1\n"
         );
     }
 

@@ -1,0 +1,330 @@
+//! One BootConfig's templates, each compiled into the environment of its dialect, and the
+//! checks every rendering passes before anything is served: the dialect's value rule, a cap on
+//! the output, and for YAML documents, the structure its template's own text gives it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use minijinja::{Environment, ErrorKind, Value};
+
+use super::RenderError;
+use super::cloud_init::CLOUD_CONFIG_HEADER;
+use super::shape::{Shape, yaml_shape};
+use super::template::{
+    Dialect, NETWORK_CONFIG, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA, new_environment,
+};
+
+/// The most one rendering of `params` may produce: a kernel command line is at most a few KiB.
+pub const MAX_PARAMS_BYTES: usize = 4096;
+/// The most one rendering of any other template may produce.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Distinct shape renderings remembered per BootConfig; most have one (every node takes the
+/// same branches), a template that branches per node may have a few.
+const MAX_CACHED_SHAPES: usize = 256;
+
+/// The sources of a BootConfig's templates, by name; an empty source is no template.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources<'a> {
+    pub params: &'a str,
+    pub script: &'a str,
+    pub user_data: Option<&'a str>,
+    pub vendor_data: Option<&'a str>,
+    pub network_config: Option<&'a str>,
+}
+
+pub struct TemplateSet {
+    ipxe: Environment<'static>,
+    yaml: Environment<'static>,
+    shape: Environment<'static>,
+    text: Environment<'static>,
+    /// The templates there are, with their dialect.
+    dialects: Vec<(&'static str, Dialect)>,
+    /// Structure of each distinct shape rendering seen so far.
+    shapes: Mutex<HashMap<String, Result<Shape, String>>>,
+}
+
+/// One line saying what is wrong and where, without the debug dump of the template source.
+pub fn describe(e: &minijinja::Error) -> String {
+    let what = match e.kind() {
+        ErrorKind::UndefinedError => UNDEFINED_PREFIX.to_string(),
+        _ => e.kind().to_string(),
+    };
+    let mut msg = match e.detail() {
+        Some(detail) => format!("{what}: {detail}"),
+        None => what,
+    };
+    if let Some(line) = e.line() {
+        msg.push_str(&format!(" (line {line})"));
+    }
+    msg
+}
+
+/// How `describe` starts for an undefined variable.
+pub const UNDEFINED_PREFIX: &str = "undefined value";
+
+fn error(template: &'static str, message: impl Into<String>) -> RenderError {
+    RenderError::Template {
+        template,
+        message: message.into(),
+    }
+}
+
+/// An `io::Write` that refuses to grow past a limit: template output is bounded in bytes, not
+/// only in instructions (a short loop can still print a lot).
+struct Capped {
+    out: Vec<u8>,
+    max: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > self.max {
+            self.overflowed = true;
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn render_capped(
+    env: &Environment<'static>,
+    template: &'static str,
+    vars: &Value,
+    max: usize,
+) -> Result<String, RenderError> {
+    let tmpl = env
+        .get_template(template)
+        .map_err(|e| error(template, describe(&e)))?;
+    let mut out = Capped {
+        out: Vec::new(),
+        max,
+        overflowed: false,
+    };
+    match tmpl.render_captured_to(vars, &mut out) {
+        Ok(_) => String::from_utf8(out.out).map_err(|_| error(template, "output is not UTF-8")),
+        Err(_) if out.overflowed => Err(error(
+            template,
+            format!("output is larger than {max} bytes; the limit protects every other node"),
+        )),
+        Err(e) => Err(error(template, describe(&e))),
+    }
+}
+
+impl TemplateSet {
+    pub fn compile(sources: &Sources<'_>) -> Result<TemplateSet, RenderError> {
+        let mut set = TemplateSet {
+            ipxe: new_environment(Dialect::Ipxe),
+            yaml: new_environment(Dialect::Yaml),
+            shape: new_environment(Dialect::Shape),
+            text: new_environment(Dialect::Text),
+            dialects: Vec::new(),
+            shapes: Mutex::new(HashMap::new()),
+        };
+        let yaml_or_text = |source: &str| {
+            if source.trim_start().starts_with(CLOUD_CONFIG_HEADER) {
+                Dialect::Yaml
+            } else {
+                Dialect::Text
+            }
+        };
+        let wanted = [
+            (PARAMS, Some(sources.params), Dialect::Ipxe),
+            (SCRIPT, Some(sources.script), Dialect::Ipxe),
+            (
+                USER_DATA,
+                sources.user_data,
+                sources.user_data.map_or(Dialect::Text, yaml_or_text),
+            ),
+            (
+                VENDOR_DATA,
+                sources.vendor_data,
+                sources.vendor_data.map_or(Dialect::Text, yaml_or_text),
+            ),
+            // network-config has no header: it is YAML by definition.
+            (NETWORK_CONFIG, sources.network_config, Dialect::Yaml),
+        ];
+        for (name, source, dialect) in wanted {
+            let Some(source) = source.filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            let add = |env: &mut Environment<'static>| {
+                env.add_template_owned(name, source.to_owned())
+                    .map_err(|e| error(name, describe(&e)))
+            };
+            match dialect {
+                Dialect::Ipxe => add(&mut set.ipxe)?,
+                Dialect::Text => add(&mut set.text)?,
+                Dialect::Yaml | Dialect::Shape => {
+                    add(&mut set.yaml)?;
+                    add(&mut set.shape)?;
+                }
+            }
+            set.dialects.push((name, dialect));
+        }
+        Ok(set)
+    }
+
+    fn dialect(&self, template: &str) -> Option<Dialect> {
+        self.dialects
+            .iter()
+            .find(|(name, _)| *name == template)
+            .map(|(_, d)| *d)
+    }
+
+    pub fn has(&self, template: &str) -> bool {
+        self.dialect(template).is_some()
+    }
+
+    /// Renders one template with every check; `Ok(None)` when there is none by that name.
+    pub fn render(
+        &self,
+        template: &'static str,
+        vars: &Value,
+    ) -> Result<Option<String>, RenderError> {
+        let Some(dialect) = self.dialect(template) else {
+            return Ok(None);
+        };
+        let max = if template == PARAMS {
+            MAX_PARAMS_BYTES
+        } else {
+            MAX_DOCUMENT_BYTES
+        };
+        let env = match dialect {
+            Dialect::Ipxe => &self.ipxe,
+            Dialect::Text => &self.text,
+            Dialect::Yaml | Dialect::Shape => &self.yaml,
+        };
+        let rendered = render_capped(env, template, vars, max)?;
+        if dialect == Dialect::Yaml {
+            self.check_structure(template, vars, &rendered, max)?;
+        }
+        Ok(Some(rendered))
+    }
+
+    /// A rendered YAML document must parse, and have the structure of its shape rendering:
+    /// no interpolated value may add a key or a list item, or stand in for a collection.
+    fn check_structure(
+        &self,
+        template: &'static str,
+        vars: &Value,
+        rendered: &str,
+        max: usize,
+    ) -> Result<(), RenderError> {
+        let actual = yaml_shape(rendered).map_err(|e| error(template, e))?;
+        if rendered.trim_start().starts_with(CLOUD_CONFIG_HEADER)
+            && !matches!(actual, Shape::Mapping(_) | Shape::Scalar)
+        {
+            return Err(error(
+                template,
+                "a #cloud-config document must be a YAML mapping",
+            ));
+        }
+        let shape_text = render_capped(&self.shape, template, vars, max)?;
+        let expected = self.shape_of(&shape_text);
+        match expected {
+            Ok(expected) if expected == actual => Ok(()),
+            Ok(_) => Err(error(
+                template,
+                "an interpolated value changes the document's structure (it adds a key or a \
+                 list item, or replaces a value with a collection); write such values with \
+                 |tojson, or fix the value",
+            )),
+            Err(e) => Err(error(template, format!("the template's own text: {e}"))),
+        }
+    }
+
+    fn shape_of(&self, shape_text: &str) -> Result<Shape, String> {
+        let cached = self
+            .shapes
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(shape_text).cloned());
+        if let Some(shape) = cached {
+            return shape;
+        }
+        let shape = yaml_shape(shape_text);
+        if let Ok(mut cache) = self.shapes.lock() {
+            if cache.len() >= MAX_CACHED_SHAPES {
+                cache.clear();
+            }
+            cache.insert(shape_text.to_owned(), shape.clone());
+        }
+        shape
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use minijinja::context;
+
+    use super::*;
+
+    fn user_data(template: &str) -> TemplateSet {
+        TemplateSet::compile(&Sources {
+            user_data: Some(template),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn render_with(set: &TemplateSet, meta: serde_json::Value) -> Result<String, RenderError> {
+        set.render(USER_DATA, &context! { meta => meta })
+            .map(|doc| doc.unwrap_or_default())
+    }
+
+    #[test]
+    fn values_cannot_add_keys_or_items_to_cloud_config() {
+        let set = user_data(
+            "#cloud-config\nhostname: {{ meta.h }}\nntp:\n  servers: [{{ meta.ntp }}]\nwrite_files:\n- path: /etc/motd\n  content: |\n    {{ meta.motd }}\n",
+        );
+        let ok = serde_json::json!({"h": "nid001", "ntp": "10.1.0.2", "motd": "hello: world"});
+        assert!(render_with(&set, ok).is_ok());
+        for evil in [
+            serde_json::json!({"h": "x\nruncmd: [reboot]", "ntp": "a", "motd": "m"}),
+            serde_json::json!({"h": "x", "ntp": "a, 10.6.6.6", "motd": "m"}),
+            serde_json::json!({"h": "x", "ntp": "a", "motd": "m\nruncmd: [reboot]"}),
+            serde_json::json!({"h": "[a, b]", "ntp": "a", "motd": "m"}),
+            serde_json::json!({"h": "{a: b}", "ntp": "a", "motd": "m"}),
+        ] {
+            let got = render_with(&set, evil.clone());
+            assert!(got.is_err(), "{evil} was accepted: {got:?}");
+        }
+        // tojson writes any value as one node.
+        let set = user_data("#cloud-config\nhostname: {{ meta.h|tojson }}\n");
+        let doc = render_with(&set, serde_json::json!({"h": "x\nruncmd: [reboot]"})).unwrap();
+        assert_eq!(doc, "#cloud-config\nhostname: \"x\\nruncmd: [reboot]\"\n");
+    }
+
+    #[test]
+    fn output_is_capped() {
+        let line = "x".repeat(1000);
+        let set = user_data(&format!(
+            "#!/bin/sh\n{{% for i in range(2000) %}}{line}{{% endfor %}}"
+        ));
+        let err = render_with(&set, serde_json::json!({})).unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        let set = TemplateSet::compile(&Sources {
+            params: "{% for i in range(1000) %}console=ttyS0 {% endfor %}",
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(set.render(PARAMS, &context! {}).is_err());
+    }
+
+    #[test]
+    fn a_cloud_config_that_is_not_a_mapping_is_refused() {
+        let set = user_data("#cloud-config\n- a\n");
+        assert!(render_with(&set, serde_json::json!({})).is_err());
+        let set = user_data("#cloud-config\n");
+        assert_eq!(
+            render_with(&set, serde_json::json!({})).unwrap(),
+            "#cloud-config\n"
+        );
+    }
+}
