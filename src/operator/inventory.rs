@@ -9,12 +9,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use nodeboot_core::crd::{BootConfig, NodeGroup};
+use nodeboot_core::labels::USER_DATA_SECRET_SELECTOR;
 use nodeboot_core::secrets::Secrets;
 use nodeboot_core::snapshot::Desired;
 
@@ -55,18 +57,23 @@ impl Inventory {
         shutdown: &CancellationToken,
     ) -> Inventory {
         let changed = Arc::new(Notify::new());
+        let all = watcher::Config::default();
         let node_groups = spawn_reflector(
             api::<NodeGroup>(client, namespace),
+            all.clone(),
             changed.clone(),
             shutdown.clone(),
         );
         let boot_configs = spawn_reflector(
             api::<BootConfig>(client, namespace),
+            all,
             changed.clone(),
             shutdown.clone(),
         );
+        // Only Secrets that opted in: no other Secret's data ever reaches this process.
         let secrets = spawn_reflector(
             api::<Secret>(client, namespace),
+            watcher::Config::default().labels(USER_DATA_SECRET_SELECTOR),
             changed.clone(),
             shutdown.clone(),
         );
@@ -80,7 +87,40 @@ impl Inventory {
     }
 }
 
-fn spawn_reflector<K>(api: Api<K>, changed: Arc<Notify>, shutdown: CancellationToken) -> Store<K>
+/// How long a watch waits before trying again after an error: doubling from 250 ms to at most
+/// 2 s, and back to 250 ms once it works. kube's default grows to 30 s and resets only after
+/// two quiet minutes, so a change made just after an API server outage waited up to a minute;
+/// here it is served within a few seconds. Three watches retrying every 2 s cost the API
+/// server nothing. (kube's own ExponentialBackoff cannot be built with other bounds.)
+struct RetrySoon {
+    next: Duration,
+}
+
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+impl Iterator for RetrySoon {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (now * 2).min(RETRY_MAX);
+        Some(now)
+    }
+}
+
+impl Backoff for RetrySoon {
+    fn reset(&mut self) {
+        self.next = RETRY_FIRST;
+    }
+}
+
+fn spawn_reflector<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> Store<K>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
@@ -89,7 +129,7 @@ where
     let kind = K::kind(&K::DynamicType::default()).to_string();
     let stream = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, config).backoff(RetrySoon { next: RETRY_FIRST }),
     );
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);

@@ -138,7 +138,8 @@ pub async fn snapshot_from_cluster(
         ..Default::default()
     };
     // Secrets may be unreadable for this user; BootConfigs that need one then report it.
-    if let Ok(secrets) = secrets.list(&lp).await {
+    let opted_in = ListParams::default().labels(nodeboot_core::labels::USER_DATA_SECRET_SELECTOR);
+    if let Ok(secrets) = secrets.list(&opted_in).await {
         for s in &secrets.items {
             desired.secrets.insert(s);
         }

@@ -16,6 +16,11 @@ pub const GROUP: &str = "nodeboot.io/group";
 pub const ARCH: &str = "nodeboot.io/arch";
 pub const KNOWN: &str = "nodeboot.io/known";
 pub const MAC: &str = "nodeboot.io/mac";
+/// On a Secret: BootConfigs may take user-data from it. Secrets are opt-in, so that whoever may
+/// write a BootConfig cannot publish any Secret of the namespace to the boot network.
+pub const USER_DATA_SECRET: &str = "nodeboot.io/user-data";
+/// The selector the operator watches Secrets with: it never caches any other Secret.
+pub const USER_DATA_SECRET_SELECTOR: &str = "nodeboot.io/user-data=true";
 
 pub type Labels = BTreeMap<String, String>;
 

@@ -44,6 +44,9 @@ pub struct StatusReport {
     pub boot_configs: Vec<ConfigReport>,
 }
 
+/// How many conflicting nodes a NodeGroup's condition names.
+const NAMED_CONFLICTS: usize = 3;
+
 /// The report of a valid NodeGroup whose resolved (and rendered) nodes are `nodes`.
 pub fn group_report<'a>(
     group: &NodeGroup,
@@ -69,12 +72,28 @@ pub fn group_report<'a>(
         });
     }
     let ready = if status.conflict_count > 0 {
+        // Name what conflicts, for a few nodes: the event says it without a look at status.
+        let in_conflict: Vec<String> = status
+            .nodes
+            .iter()
+            .filter(|n| n.phase == NodePhase::Conflict)
+            .take(NAMED_CONFLICTS)
+            .map(|n| format!("{}: {}", n.name, n.message))
+            .collect();
+        let more = status.conflict_count as usize - in_conflict.len();
+        let more = if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        };
         ReadyCondition {
             ready: false,
             reason: "Conflict",
             message: format!(
-                "{} of {} nodes are in conflict and get no boot config; see status.nodes",
-                status.conflict_count, status.node_count
+                "{} of {} nodes are in conflict and get no boot config: {}{more}; see status.nodes",
+                status.conflict_count,
+                status.node_count,
+                in_conflict.join("; ")
             ),
         }
     } else {

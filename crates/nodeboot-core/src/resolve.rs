@@ -254,6 +254,9 @@ fn decide(
     Outcome::Assigned((*top).clone())
 }
 
+/// How many other claimants a conflict message names.
+const NAMED_CLAIMANTS: usize = 3;
+
 /// Nodes whose MAC, name or NID another node of the namespace also claims, with a message
 /// naming the other parties.
 fn find_duplicates(nodes: &[ResolvedNode]) -> HashMap<usize, String> {
@@ -277,12 +280,25 @@ fn find_duplicates(nodes: &[ResolvedNode]) -> HashMap<usize, String> {
     );
     let mut messages: HashMap<usize, Vec<String>> = HashMap::new();
     let mut report = |what: String, claimants: &[usize]| {
+        // Every claimant names a few of the others, not all: one MAC on thousands of nodes
+        // must not cost a message the size of the inventory for each of them.
+        let named: Vec<String> = claimants
+            .iter()
+            .take(NAMED_CLAIMANTS + 1)
+            .map(|&j| format!("{} (NodeGroup {})", nodes[j].name(), nodes[j].group_name()))
+            .collect();
         for &i in claimants {
-            let others: Vec<String> = claimants
+            let mut others: Vec<&str> = claimants
                 .iter()
-                .filter(|&&j| j != i)
-                .map(|&j| format!("{} (NodeGroup {})", nodes[j].name(), nodes[j].group_name()))
+                .take(NAMED_CLAIMANTS + 1)
+                .zip(&named)
+                .filter(|(j, _)| **j != i)
+                .map(|(_, n)| n.as_str())
+                .take(NAMED_CLAIMANTS)
                 .collect();
+            let unnamed = claimants.len() - 1 - others.len();
+            let more = (unnamed > 0).then(|| format!("and {unnamed} more"));
+            others.extend(more.as_deref());
             messages
                 .entry(i)
                 .or_default()
@@ -527,6 +543,24 @@ mod tests {
         assert!(n1.outcome.message().contains("NID 1 is also claimed by n2"));
         assert_eq!(r.nodes[1].outcome.phase(), NodePhase::Conflict);
         assert_eq!(r.nodes[2].outcome.phase(), NodePhase::Assigned);
+    }
+
+    #[test]
+    fn a_mac_on_thousands_of_nodes_costs_bounded_messages() {
+        let nodes: Vec<NodeSpec> = (0..4000)
+            .map(|i| node(&format!("n{i}"), "02:00:00:00:00:01", None))
+            .collect();
+        let g = group("g", &[], nodes);
+        let r = resolve_namespace("hpc", &[g], &[]);
+        assert_eq!(
+            r.nodes[0].outcome.message(),
+            "MAC 02:00:00:00:00:01 is also claimed by n1 (NodeGroup g), n2 (NodeGroup g), n3 (NodeGroup g), and 3996 more"
+        );
+        assert_eq!(
+            r.nodes[2].outcome.message(),
+            "MAC 02:00:00:00:00:01 is also claimed by n0 (NodeGroup g), n1 (NodeGroup g), n3 (NodeGroup g), and 3996 more"
+        );
+        assert!(r.nodes.iter().all(|n| n.outcome.message().len() < 200));
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub use boot_config::{BootConfig, BootConfigSpec, BootConfigStatus, CloudInit, S
 pub use node_group::{
     Arch, NodeGroup, NodeGroupSpec, NodeGroupStatus, NodePhase, NodeSpec, NodeStatus,
 };
-pub use validate::{SpecError, validate_boot_config, validate_node_group};
+pub use validate::{
+    SpecError, validate_boot_config, validate_namespace, validate_node_group, validate_object_name,
+};
 
 use kube::CustomResourceExt;
 use serde::Serialize;

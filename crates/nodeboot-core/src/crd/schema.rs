@@ -1,19 +1,32 @@
 //! Hand-written OpenAPI fragments for fields whose validation the API server must enforce
 //! (patterns, sizes, list-map keys, CEL rules); schemars' derive cannot express them.
 
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::{Schema, SchemaGenerator, json_schema};
 
 use super::NodeSpec;
 use crate::labels;
 use crate::mac;
 
+// Every limit here is also checked by `validate`, for `nodeboot serve`, which has no API
+// server: both modes refuse the same objects.
+
 /// The most nodes one NodeGroup may hold; keeps the object well under etcd's size limit.
 pub const MAX_NODES_PER_GROUP: u64 = 5000;
-const MAX_GROUP_LABELS: u64 = 64;
+pub const MAX_GROUP_LABELS: u64 = 64;
 /// Smaller than a group's: the API server budgets CEL cost over 5000 nodes' label maps, and the
 /// key-syntax rule does not fit that budget with 64 keys per node.
-const MAX_NODE_LABELS: u64 = 32;
-const MAX_TEMPLATE_BYTES: u64 = 256 * 1024;
+pub const MAX_NODE_LABELS: u64 = 32;
+pub const MAX_MACS_PER_NODE: u64 = 16;
+pub const MAX_META_DATA_KEYS: u64 = 256;
+/// Characters (the API server counts characters, not bytes).
+pub const MAX_TEMPLATE_CHARS: u64 = 256 * 1024;
+pub const MAX_URL_CHARS: u64 = 2048;
+pub const MAX_HOSTNAME_CHARS: u64 = 253;
+pub const MAX_SELECTOR_LABELS: u64 = 32;
+pub const MAX_SELECTOR_EXPRESSIONS: u64 = 32;
+pub const MAX_SELECTOR_VALUES: u64 = 64;
+/// A qualified label key: a DNS subdomain prefix (253) and `/` and a name (63).
+pub const MAX_LABEL_KEY_CHARS: u64 = 317;
 
 pub fn group_labels(_: &mut SchemaGenerator) -> Schema {
     labels_schema(MAX_GROUP_LABELS)
@@ -48,7 +61,7 @@ fn labels_schema(max: u64) -> Schema {
 pub fn meta_data(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
-        "maxProperties": 256,
+        "maxProperties": MAX_META_DATA_KEYS,
         "additionalProperties": {"x-kubernetes-preserve-unknown-fields": true},
     })
 }
@@ -78,7 +91,7 @@ pub fn mac_list(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
         "minItems": 1,
-        "maxItems": 16,
+        "maxItems": MAX_MACS_PER_NODE,
         "items": {"type": "string", "maxLength": 17, "pattern": mac::PATTERN},
         "x-kubernetes-list-type": "set",
     })
@@ -102,7 +115,7 @@ pub fn hostname(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "minLength": 1,
-        "maxLength": 253,
+        "maxLength": MAX_HOSTNAME_CHARS,
         "pattern": labels::HOSTNAME_PATTERN,
     })
 }
@@ -111,30 +124,76 @@ pub fn boot_url(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "minLength": 1,
-        "maxLength": 2048,
+        "maxLength": MAX_URL_CHARS,
         "pattern": "^(http|https|tftp)://[^\\s]+$",
     })
 }
 
 pub fn template(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "string", "maxLength": MAX_TEMPLATE_BYTES})
+    json_schema!({"type": "string", "maxLength": MAX_TEMPLATE_CHARS})
 }
 
 pub fn optional_template(generator: &mut SchemaGenerator) -> Schema {
     template(generator)
 }
 
-pub fn node_selector(generator: &mut SchemaGenerator) -> Schema {
-    let mut schema =
-        <k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as JsonSchema>::json_schema(
-            generator,
-        );
-    schema.insert(
-        "description".into(),
-        "Kubernetes label selector over the nodes' effective labels; {} matches every known node, absent matches none."
-            .into(),
-    );
-    schema
+/// A Kubernetes label selector whose keys, values and operators the API server checks, so a
+/// selector that could never match as meant (`Equals`, a key with a space) is refused at
+/// `kubectl apply` rather than shown later in status.
+pub fn node_selector(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "Kubernetes label selector over the nodes' effective labels; {} matches every known node, absent matches none.",
+        "type": "object",
+        "properties": {
+            "matchLabels": {
+                "description": "key: value pairs a node's labels must all have.",
+                "type": "object",
+                "maxProperties": MAX_SELECTOR_LABELS,
+                "additionalProperties": {
+                    "type": "string",
+                    "maxLength": 63,
+                    "pattern": labels::VALUE_PATTERN,
+                },
+                "x-kubernetes-validations": [{
+                    "rule": format!("self.all(k, k.matches('{}'))", labels::KEY_PATTERN),
+                    "message": "label keys must be Kubernetes qualified names ([prefix/]name, name at most 63 characters)",
+                }],
+            },
+            "matchExpressions": {
+                "description": "Requirements a node's labels must all meet.",
+                "type": "array",
+                "maxItems": MAX_SELECTOR_EXPRESSIONS,
+                "items": {
+                    "type": "object",
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": {
+                            "type": "string",
+                            "maxLength": MAX_LABEL_KEY_CHARS,
+                            "pattern": labels::KEY_PATTERN,
+                        },
+                        "operator": {
+                            "type": "string",
+                            "enum": ["In", "NotIn", "Exists", "DoesNotExist"],
+                        },
+                        "values": {
+                            "type": "array",
+                            "maxItems": MAX_SELECTOR_VALUES,
+                            "items": {
+                                "type": "string",
+                                "maxLength": 63,
+                                "pattern": labels::VALUE_PATTERN,
+                            },
+                        },
+                    },
+                    "x-kubernetes-validations": [{
+                        "rule": "(self.operator == 'In' || self.operator == 'NotIn') ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",
+                        "message": "In and NotIn need at least one value; Exists and DoesNotExist take none",
+                    }],
+                },
+            },
+        },
+    })
 }
 
 pub fn conditions(generator: &mut SchemaGenerator) -> Schema {

@@ -4,8 +4,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
-use super::schema::MAX_NODES_PER_GROUP;
-use super::{BootConfigSpec, NodeGroupSpec};
+use super::schema::{
+    MAX_GROUP_LABELS, MAX_HOSTNAME_CHARS, MAX_MACS_PER_NODE, MAX_META_DATA_KEYS, MAX_NODE_LABELS,
+    MAX_NODES_PER_GROUP, MAX_SELECTOR_EXPRESSIONS, MAX_SELECTOR_LABELS, MAX_SELECTOR_VALUES,
+    MAX_TEMPLATE_CHARS, MAX_URL_CHARS,
+};
+use super::{BootConfigSpec, MetaData, NodeGroupSpec};
 use crate::labels;
 use crate::mac::Mac;
 
@@ -23,7 +27,27 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
     }
 }
 
-fn check_user_labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(), SpecError> {
+fn at_most(field: &str, what: &str, count: usize, max: u64) -> Result<(), SpecError> {
+    if count as u64 > max {
+        return Err(err(field, format!("at most {max} {what}; found {count}")));
+    }
+    Ok(())
+}
+
+fn check_chars(field: &str, value: &str, max: u64) -> Result<(), SpecError> {
+    at_most(field, "characters", value.chars().count(), max)
+}
+
+fn check_meta_data(field: &str, meta: &MetaData) -> Result<(), SpecError> {
+    at_most(field, "keys", meta.len(), MAX_META_DATA_KEYS)
+}
+
+fn check_user_labels(
+    field: &str,
+    labels: &BTreeMap<String, String>,
+    max: u64,
+) -> Result<(), SpecError> {
+    at_most(field, "labels", labels.len(), max)?;
     for (key, value) in labels {
         if !labels::is_valid_key(key) {
             return Err(err(
@@ -50,7 +74,8 @@ fn check_user_labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(
 }
 
 pub fn validate_node_group(spec: &NodeGroupSpec) -> Result<(), SpecError> {
-    check_user_labels("spec.labels", &spec.labels)?;
+    check_user_labels("spec.labels", &spec.labels, MAX_GROUP_LABELS)?;
+    check_meta_data("spec.metaData", &spec.meta_data)?;
     if spec.nodes.is_empty() {
         return Err(err("spec.nodes", "at least one node is required"));
     }
@@ -81,6 +106,7 @@ pub fn validate_node_group(spec: &NodeGroupSpec) -> Result<(), SpecError> {
         if node.macs.is_empty() {
             return Err(err(at("macs"), "at least one MAC is required"));
         }
+        at_most(&at("macs"), "MACs", node.macs.len(), MAX_MACS_PER_NODE)?;
         let mut macs = HashSet::new();
         for raw in &node.macs {
             let mac: Mac = raw
@@ -104,19 +130,21 @@ pub fn validate_node_group(spec: &NodeGroupSpec) -> Result<(), SpecError> {
             ));
         }
         if let Some(hostname) = &node.hostname
-            && !labels::is_valid_hostname(hostname)
+            && (!labels::is_valid_hostname(hostname) || hostname.len() as u64 > MAX_HOSTNAME_CHARS)
         {
             return Err(err(
                 at("hostname"),
                 format!("'{hostname}' is not an RFC 1123 host name"),
             ));
         }
-        check_user_labels(&at("labels"), &node.labels)?;
+        check_user_labels(&at("labels"), &node.labels, MAX_NODE_LABELS)?;
+        check_meta_data(&at("metaData"), &node.meta_data)?;
     }
     Ok(())
 }
 
 fn check_url(field: &str, url: &str) -> Result<(), SpecError> {
+    check_chars(field, url, MAX_URL_CHARS)?;
     let scheme_ok = ["http://", "https://", "tftp://"]
         .iter()
         .any(|s| url.starts_with(s) && url.len() > s.len());
@@ -140,16 +168,98 @@ pub fn validate_boot_config(spec: &BootConfigSpec) -> Result<(), SpecError> {
     if let Some(initrd) = &spec.initrd {
         check_url("spec.initrd", initrd)?;
     }
-    if let Some(ci) = &spec.cloud_init
-        && ci.user_data.is_some()
-        && ci.user_data_secret_ref.is_some()
-    {
-        return Err(err(
-            "spec.cloudInit",
-            "set userData or userDataSecretRef, not both",
-        ));
+    check_chars("spec.params", &spec.params, MAX_TEMPLATE_CHARS)?;
+    check_chars("spec.script", &spec.script, MAX_TEMPLATE_CHARS)?;
+    if let Some(selector) = &spec.node_selector {
+        let labels = selector.match_labels.as_ref().map_or(0, BTreeMap::len);
+        at_most(
+            "spec.nodeSelector.matchLabels",
+            "labels",
+            labels,
+            MAX_SELECTOR_LABELS,
+        )?;
+        let expressions = selector.match_expressions.as_deref().unwrap_or_default();
+        at_most(
+            "spec.nodeSelector.matchExpressions",
+            "expressions",
+            expressions.len(),
+            MAX_SELECTOR_EXPRESSIONS,
+        )?;
+        for (i, e) in expressions.iter().enumerate() {
+            at_most(
+                &format!("spec.nodeSelector.matchExpressions[{i}].values"),
+                "values",
+                e.values.as_ref().map_or(0, Vec::len),
+                MAX_SELECTOR_VALUES,
+            )?;
+        }
+    }
+    if let Some(ci) = &spec.cloud_init {
+        if ci.user_data.is_some() && ci.user_data_secret_ref.is_some() {
+            return Err(err(
+                "spec.cloudInit",
+                "set userData or userDataSecretRef, not both",
+            ));
+        }
+        check_meta_data("spec.cloudInit.metaData", &ci.meta_data)?;
+        for (field, template) in [
+            ("spec.cloudInit.userData", &ci.user_data),
+            ("spec.cloudInit.vendorData", &ci.vendor_data),
+            ("spec.cloudInit.networkConfig", &ci.network_config),
+        ] {
+            if let Some(template) = template {
+                check_chars(field, template, MAX_TEMPLATE_CHARS)?;
+            }
+        }
+        if let Some(r) = &ci.user_data_secret_ref {
+            for (field, value) in [
+                ("spec.cloudInit.userDataSecretRef.name", &r.name),
+                ("spec.cloudInit.userDataSecretRef.key", &r.key),
+            ] {
+                if value.is_empty() {
+                    return Err(err(field, "must not be empty"));
+                }
+                check_chars(field, value, 253)?;
+            }
+        }
     }
     Ok(())
+}
+
+/// Object names as the API server accepts them for custom resources and Secrets: DNS
+/// subdomains (lowercase alphanumerics, `-` and `.`, at most 253 characters). Anything else,
+/// a line break above all, never reaches a log line or a status.
+pub fn validate_object_name(field: &str, name: &str) -> Result<(), SpecError> {
+    if labels::is_dns_subdomain(name) {
+        Ok(())
+    } else {
+        Err(err(
+            field,
+            format!(
+                "{:?} is not a valid name (lowercase alphanumerics, '-' and '.', at most 253 characters)",
+                name.chars().take(64).collect::<String>()
+            ),
+        ))
+    }
+}
+
+/// Namespaces are DNS labels: lowercase alphanumerics and `-`, at most 63 characters.
+pub fn validate_namespace(field: &str, namespace: &str) -> Result<(), SpecError> {
+    let ok = !namespace.is_empty()
+        && namespace.len() <= 63
+        && !namespace.contains('.')
+        && labels::is_dns_subdomain(namespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            field,
+            format!(
+                "{:?} is not a valid namespace (lowercase alphanumerics and '-', at most 63 characters)",
+                namespace.chars().take(64).collect::<String>()
+            ),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +311,43 @@ mod tests {
                 .message
                 .contains("duplicate")
         );
+    }
+
+    #[test]
+    fn limits_the_schema_sets_are_checked_too() {
+        let mut spec = NodeGroupSpec {
+            nodes: vec![node("n1", "02:00:00:00:00:01")],
+            ..Default::default()
+        };
+        spec.nodes[0].macs = (0..17).map(|i| format!("02:00:00:00:01:{i:02x}")).collect();
+        assert_eq!(
+            validate_node_group(&spec).unwrap_err().field,
+            "spec.nodes[0].macs"
+        );
+        spec.nodes[0].macs.truncate(1);
+        spec.nodes[0].labels = (0..33).map(|i| (format!("k{i}"), "v".into())).collect();
+        assert_eq!(
+            validate_node_group(&spec).unwrap_err().to_string(),
+            "spec.nodes[0].labels: at most 32 labels; found 33"
+        );
+        let spec = BootConfigSpec {
+            kernel: "http://x/vmlinuz".into(),
+            params: "x".repeat(256 * 1024 + 1),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate_boot_config(&spec).unwrap_err().field,
+            "spec.params"
+        );
+        assert!(validate_object_name("metadata.name", "ok-name.1").is_ok());
+        for bad in ["", "Upper", "a\nb", "a_b", &"x".repeat(254)] {
+            assert!(
+                validate_object_name("metadata.name", bad).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(validate_namespace("metadata.namespace", "hpc").is_ok());
+        assert!(validate_namespace("metadata.namespace", "a.b").is_err());
     }
 
     #[test]

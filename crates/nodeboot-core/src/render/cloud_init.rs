@@ -85,12 +85,13 @@ fn push_string(out: &mut String, s: &str) {
     }
 }
 
-/// JSON is valid YAML flow style, once the C1 controls and BOM (which YAML 1.1 readers refuse
-/// raw, and JSON leaves raw) are escaped.
+/// JSON is valid YAML flow style, once the C1 controls, the BOM and the Unicode line and
+/// paragraph separators (which YAML 1.1 readers refuse raw or read as line breaks, and JSON
+/// leaves raw) are escaped.
 fn push_json(out: &mut String, value: &Value) {
     let json = value.to_string();
     for c in json.chars() {
-        if ('\u{7f}'..='\u{9f}').contains(&c) || c == '\u{feff}' {
+        if ('\u{7f}'..='\u{9f}').contains(&c) || matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}') {
             out.push_str(&format!("\\u{:04x}", c as u32));
         } else {
             out.push(c);
@@ -125,6 +126,7 @@ mod tests {
             "quote": "it's \"q\"",
             "multi": "line1\nline2",
             "c1": "a\u{85}b\u{9f}",
+            "separators": "a\u{2028}b\u{2029}c",
             "unicode": "ünï",
             "empty": "",
             "list": ["a", 1, {"b": "c: d"}],
