@@ -47,6 +47,9 @@ impl Source for ManifestFolder {
         let Some(seen) = &self.seen else { return };
         loop {
             tokio::time::sleep(POLL_INTERVAL).await;
+            if self.source.waiting_for_writes() {
+                return;
+            }
             match fingerprint(&self.dir) {
                 Ok(now) if &now != seen => return,
                 Ok(_) => {}

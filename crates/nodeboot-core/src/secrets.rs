@@ -9,9 +9,12 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::labels::USER_DATA_SECRET;
 
+/// One Secret's keys and values; `None` for a Secret that did not opt in.
+type SecretData = Option<BTreeMap<String, Vec<u8>>>;
+
 #[derive(Clone, Default, PartialEq)]
 pub struct Secrets {
-    by_name: HashMap<(String, String), Option<BTreeMap<String, Vec<u8>>>>,
+    by_name: HashMap<(String, String), SecretData>,
 }
 
 impl std::fmt::Debug for Secrets {
