@@ -6,12 +6,14 @@
 //! - `manifests`: the manifest folder (`nodeboot serve`), a `Source`.
 //! - `operator`: the cluster's watches (a `Source`), leader election, the status writer.
 //! - `http`: the boot and admin listeners; handlers translate `Snapshot::answer` to HTTP.
-//! - `metrics`, `memory`: Prometheus metrics, giving memory back after a rebuild.
+//! - `metrics`, `memory`, `logging`: Prometheus metrics, giving memory back after a rebuild,
+//!   log set-up (control characters escaped).
 
 pub mod app;
 pub mod cli;
 pub mod error;
 pub mod http;
+pub mod logging;
 pub mod manifests;
 pub mod memory;
 pub mod metrics;

@@ -1,18 +1,6 @@
 use std::process::ExitCode;
 
-use nodeboot::cli::{Cli, Command, LogFormat};
-
-fn init_tracing(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
+use nodeboot::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::from_command_line();
@@ -21,7 +9,7 @@ fn main() -> ExitCode {
         Command::Explain { .. } | Command::Crds => "warn",
         _ => "info",
     };
-    init_tracing(cli.log_format, default_level);
+    nodeboot::logging::init(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

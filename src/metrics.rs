@@ -88,6 +88,11 @@ pub struct Metrics {
     pub reconcile_seconds: Histogram,
     pub rebuilds: Counter,
     pub rebuild_seconds: Histogram,
+    pub rebuild_failures: Counter,
+    pub connections_open: Gauge,
+    pub connections_refused: Counter,
+    pub accept_errors: Counter,
+    pub logs_suppressed: Counter,
 }
 
 impl Metrics {
@@ -103,6 +108,11 @@ impl Metrics {
         let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let rebuilds = Counter::default();
         let rebuild_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let rebuild_failures = Counter::default();
+        let connections_open = Gauge::default();
+        let connections_refused = Counter::default();
+        let accept_errors = Counter::default();
+        let logs_suppressed = Counter::default();
 
         let mut requests = Vec::new();
         for e in Endpoint::ALL {
@@ -157,6 +167,31 @@ impl Metrics {
             "Duration of serving snapshot rebuilds",
             rebuild_seconds.clone(),
         );
+        registry.register(
+            "snapshot_rebuild_failures",
+            "Rebuilds that failed (a panic); the last snapshot stays in service",
+            rebuild_failures.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Open connections on the boot and admin listeners",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because the listener was at --max-connections",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Failed accepts (out of file descriptors, say); the listener backs off",
+            accept_errors.clone(),
+        );
+        registry.register(
+            "log_lines_suppressed",
+            "Repeated warnings not logged (at most one line per second per kind)",
+            logs_suppressed.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
@@ -166,6 +201,11 @@ impl Metrics {
             reconcile_seconds,
             rebuilds,
             rebuild_seconds,
+            rebuild_failures,
+            connections_open,
+            connections_refused,
+            accept_errors,
+            logs_suppressed,
         })
     }
 

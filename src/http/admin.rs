@@ -1,7 +1,7 @@
 //! The admin listener: health, readiness, metrics, and what a node gets and why.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,21 +14,60 @@ use super::SharedSnapshot;
 use super::problem::Problem;
 use crate::metrics::Metrics;
 
+/// What `/readyz` reports: whether a first snapshot is in service, and whether the last
+/// rebuild failed (the previous snapshot then stays in service).
+#[derive(Debug, Default)]
+pub struct Readiness {
+    built: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+impl Readiness {
+    pub fn built(&self) {
+        self.built.store(true, Ordering::Release);
+        if let Ok(mut failure) = self.failure.lock() {
+            *failure = None;
+        }
+    }
+
+    pub fn failed(&self, why: String) {
+        if let Ok(mut failure) = self.failure.lock() {
+            *failure = Some(why);
+        }
+    }
+
+    pub fn is_built(&self) -> bool {
+        self.built.load(Ordering::Acquire)
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+}
+
 #[derive(Clone)]
 pub struct AdminState {
     pub snapshot: SharedSnapshot,
     pub metrics: Arc<Metrics>,
-    /// Set once the first complete state has been loaded (caches synced, manifests read).
-    pub ready: Arc<AtomicBool>,
+    pub readiness: Arc<Readiness>,
 }
 
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Ready once a snapshot is in service. A failed rebuild does not make a replica unready: every
+/// replica would fail the same way on the same inputs, and taking them all out of the Service
+/// would stop every boot. It is said in the body, and counted in metrics.
 pub async fn readyz(State(state): State<AdminState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        "ok\n".into_response()
+    if state.readiness.is_built() {
+        match state.readiness.failure() {
+            None => "ok\n".into_response(),
+            Some(why) => format!(
+                "ok, degraded: the last rebuild failed ({why}); the previous snapshot is served\n"
+            )
+            .into_response(),
+        }
     } else {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -19,9 +19,10 @@ use nodeboot_core::snapshot::{Decision, DocumentError, Identity, Query, Subject}
 use serde::{Deserialize, Serialize};
 
 use super::client_addr::{Peer, client_ip};
+use super::log_limit::{LogLimit, Warning};
 use super::problem::Problem;
 use super::{AccessPolicy, SharedSnapshot};
-use crate::metrics::Outcome;
+use crate::metrics::{Metrics, Outcome};
 
 #[derive(Clone)]
 pub struct BootState {
@@ -29,6 +30,14 @@ pub struct BootState {
     pub access: Arc<AccessPolicy>,
     /// `/boot.ipxe`, rendered once: it depends only on the advertised URL.
     pub bootstrap: Bytes,
+    pub metrics: Arc<Metrics>,
+    pub log_limit: Arc<LogLimit>,
+}
+
+impl BootState {
+    fn warn(&self, kind: Warning, log: impl FnOnce(u64)) {
+        self.log_limit.warn(kind, &self.metrics, log);
+    }
 }
 
 /// The BSS query. Values stay strings here so that a bad one gets a problem body, not axum's
@@ -145,8 +154,18 @@ pub async fn bootscript(
         let (q, query) = parse_query(query)?;
         let snapshot = state.snapshot.load();
         let answer = snapshot.answer(&query);
-        if matches!(answer.subject, Subject::Ambiguous) {
-            tracing::warn!(query = ?q, "bootscript for an identifier several nodes claim");
+        match &answer.subject {
+            Subject::Ambiguous => state.warn(Warning::Ambiguous, |suppressed| {
+                tracing::warn!(query = ?q, suppressed, "bootscript for an identifier several nodes claim");
+            }),
+            Subject::Unknown(unknown) => {
+                if let Some(Err(error)) = &unknown.boot {
+                    state.warn(Warning::DiscoveryFailed, |suppressed| {
+                        tracing::warn!(mac = %unknown.mac, %error, suppressed, "discovery BootConfig failed to render for an unknown node");
+                    });
+                }
+            }
+            _ => {}
         }
         match (&answer.decision, wants_json(&q)) {
             (Decision::Boot(boot), true) => Ok(Json(BootJson {
@@ -238,7 +257,9 @@ pub async fn cloud_init_by_id(
         {
             let from = requester(&state, peer, &headers);
             if from != ip {
-                tracing::warn!(node = %node.node.name(), %from, "cloud-init request from an address that is not the node's");
+                state.warn(Warning::WrongSource, |suppressed| {
+                    tracing::warn!(node = %node.node.name(), %from, suppressed, "cloud-init request from an address that is not the node's");
+                });
                 return Err(Problem::forbidden(format!(
                     "cloud-init data of node {} is served only to the node's own address; this request came from {from}",
                     node.node.name()
@@ -254,7 +275,9 @@ pub async fn cloud_init_by_id(
                 "no node is named '{id}' and it is not a MAC address"
             )),
             DocumentError::DiscoveryFailed(ref error) => {
-                tracing::warn!(id = %id, %error, "discovery cloud-init failed to render");
+                state.warn(Warning::DiscoveryFailed, |suppressed| {
+                    tracing::warn!(id = %id, %error, suppressed, "discovery cloud-init failed to render");
+                });
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
             DocumentError::NotSet | DocumentError::NoDiscovery(_) => {
@@ -287,6 +310,14 @@ pub async fn cloud_init_by_source(
             other => Problem::not_found(other.to_string()),
         })
     })())
+}
+
+pub async fn method_not_allowed() -> Response {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "only GET is served here (and HEAD)",
+    )
+    .into_response()
 }
 
 pub async fn not_found(uri: axum::http::Uri) -> Response {

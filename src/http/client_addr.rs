@@ -19,12 +19,14 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// Walks `X-Forwarded-For` from the right while hops are trusted proxies; the first untrusted
-/// hop is the client. A malformed entry ends the walk at the last trusted hop.
+/// hop is the client. When no hop is untrusted (every address is in a trusted range, as when
+/// the ranges overlap the nodes' own), or an entry is malformed, the client is the peer
+/// itself: an address nobody wrote into a header.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let mut current = canonical(peer);
-    if !is_trusted(&current) {
-        return current;
+    let peer = canonical(peer);
+    if !is_trusted(&peer) {
+        return peer;
     }
     let hops = headers
         .get_all("x-forwarded-for")
@@ -36,16 +38,12 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         .collect::<Vec<_>>();
     for hop in hops.into_iter().rev() {
         match hop.parse::<IpAddr>() {
-            Ok(ip) => {
-                current = canonical(ip);
-                if !is_trusted(&current) {
-                    return current;
-                }
-            }
-            Err(_) => return current,
+            Ok(ip) if !is_trusted(&canonical(ip)) => return canonical(ip),
+            Ok(_) => {}
+            Err(_) => return peer,
         }
     }
-    current
+    peer
 }
 
 #[cfg(test)]
@@ -76,5 +74,14 @@ mod tests {
         );
         assert_eq!(client_ip(lo, &headers("junk"), &trusted), lo);
         assert_eq!(client_ip(lo, &headers("10.1.0.7"), &[]), lo);
+        // Overlapping ranges: a node inside the trusted range names another node; it gets
+        // taken for itself, never for the address it wrote.
+        let wide: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let node: IpAddr = "10.1.0.5".parse().unwrap();
+        assert_eq!(client_ip(node, &headers("10.1.0.7"), &wide), node);
+        assert_eq!(
+            client_ip(node, &headers("192.0.2.1, 10.1.0.7"), &wide),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
     }
 }

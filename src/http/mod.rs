@@ -6,12 +6,12 @@ pub mod admin;
 pub mod boot;
 pub mod client_addr;
 mod instrument;
+mod log_limit;
 pub mod problem;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -73,6 +73,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// How long open connections may take to finish on shutdown.
     pub drain_timeout: Duration,
+    /// Open connections per listener; one more is closed at once (and counted), so a flood
+    /// cannot take every file descriptor.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -84,6 +87,7 @@ impl Default for Limits {
             max_headers: 64,
             max_body_bytes: 4 * 1024,
             drain_timeout: Duration::from_secs(10),
+            max_connections: 16_384,
         }
     }
 }
@@ -112,11 +116,15 @@ pub fn boot_router(state: boot::BootState, metrics: &Arc<Metrics>, limits: &Limi
             instrumented(m(Endpoint::cloud_init), get(boot::cloud_init_by_id)),
         )
         .fallback(instrumented(m(Endpoint::other), any(boot::not_found)))
+        .method_not_allowed_fallback(boot::method_not_allowed)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
+        ))
+        .layer(axum::middleware::map_response(
+            problem::every_error_a_problem,
         ))
 }
 
@@ -127,11 +135,15 @@ pub fn admin_router(state: admin::AdminState, limits: &Limits) -> Router {
         .route("/metrics", get(admin::metrics))
         .route("/nodes/{id}", get(admin::node))
         .fallback(admin::not_found)
+        .method_not_allowed_fallback(boot::method_not_allowed)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
+        ))
+        .layer(axum::middleware::map_response(
+            problem::every_error_a_problem,
         ))
 }
 
@@ -141,8 +153,10 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -158,12 +172,18 @@ pub async fn serve(
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    metrics.accept_errors.inc();
+                    tracing::warn!(error = %e, "accept failed; pausing accepts for 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            metrics.connections_refused.inc();
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let service = router
@@ -175,10 +195,14 @@ pub async fn serve(
         let conn =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = graceful.watch(conn);
+        let metrics = metrics.clone();
+        metrics.connections_open.inc();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            metrics.connections_open.dec();
+            drop(permit);
         });
     }
     drop(listener);
@@ -187,6 +211,32 @@ pub async fn serve(
         () = tokio::time::sleep(limits.drain_timeout) => {
             tracing::warn!("connections still open after the drain timeout; closing them");
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: the usual soft limit of 1024 is far
+/// below what a boot storm opens. Says so when even the hard limit is below what the
+/// connection cap allows.
+fn raise_open_files_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if !raised {
+        tracing::warn!("cannot raise the open files limit; a large boot storm may be refused");
+    } else if (limit.rlim_cur as u128) < 2 * max_connections as u128 {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            max_connections,
+            "the open files limit is below twice --max-connections; accepts will fail before the cap"
+        );
     }
 }
 
@@ -226,7 +276,7 @@ impl Listeners {
         config: &ServerConfig,
         snapshot: SharedSnapshot,
         metrics: Arc<Metrics>,
-        ready: Arc<AtomicBool>,
+        readiness: Arc<admin::Readiness>,
         shutdown: &CancellationToken,
     ) -> Result<Listeners, BindError> {
         let bind_as = |addr, what| bind(addr).map_err(|source| BindError { addr, what, source });
@@ -234,15 +284,18 @@ impl Listeners {
         let admin = bind_as(config.admin_listen, "admin listener")?;
         let boot_addr = boot.local_addr().unwrap_or(config.listen);
         let admin_addr = admin.local_addr().unwrap_or(config.admin_listen);
+        raise_open_files_limit(config.limits.max_connections);
         let boot_state = boot::BootState {
             snapshot: snapshot.clone(),
             access: Arc::new(config.access.clone()),
             bootstrap: Bytes::from(ipxe::bootstrap(&config.render.server_url)),
+            metrics: metrics.clone(),
+            log_limit: Arc::default(),
         };
         let admin_state = admin::AdminState {
             snapshot,
             metrics: metrics.clone(),
-            ready,
+            readiness,
         };
         let limits = config.limits;
         let routers = [
@@ -253,7 +306,7 @@ impl Listeners {
             .into_iter()
             .map(|(listener, router)| {
                 let stop = shutdown.clone().cancelled_owned();
-                tokio::spawn(serve(listener, router, limits, stop))
+                tokio::spawn(serve(listener, router, limits, metrics.clone(), stop))
             })
             .collect();
         tracing::info!(boot = %boot_addr, admin = %admin_addr, advertise = %config.render.server_url, "listening");

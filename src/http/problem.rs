@@ -48,3 +48,36 @@ impl IntoResponse for Problem {
             .into_response()
     }
 }
+
+/// Makes every error response a problem body, whoever made it: the router's 405, a timeout's
+/// 408, the body limit's 413, an extractor's plain-text rejection (a path that is not UTF-8).
+/// The original text is kept as the detail when it is short text; handlers' problems pass as
+/// they are.
+pub async fn every_error_a_problem(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    if is_problem {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap_or_default();
+    let detail = std::str::from_utf8(&body)
+        .ok()
+        .map(|t| {
+            t.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        })
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    Problem::new(status, detail).into_response()
+}

@@ -44,7 +44,12 @@ impl ManifestFolder {
 
 impl Source for ManifestFolder {
     async fn changed(&mut self) {
-        let Some(seen) = &self.seen else { return };
+        let Some(seen) = &self.seen else {
+            if self.source.waiting_for_writes() {
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+            return;
+        };
         loop {
             tokio::time::sleep(POLL_INTERVAL).await;
             if self.source.waiting_for_writes() {
@@ -61,9 +66,16 @@ impl Source for ManifestFolder {
     }
 
     fn load(&mut self) -> Option<Desired> {
+        let first = self.seen.is_none();
         // Taken before reading, so that a change made during the read is seen next time.
         self.seen = Some(fingerprint(&self.dir).unwrap_or_default());
         match self.read() {
+            // Nothing is served before every file has settled: the first snapshot must not
+            // lack a file that was still being written (readiness waits with it).
+            Ok(_) if first && self.source.waiting_for_writes() => {
+                self.seen = None;
+                None
+            }
             Ok(desired) => Some(desired),
             Err(e) => {
                 tracing::error!(error = %e, "reload failed; serving the last good state");

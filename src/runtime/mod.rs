@@ -11,8 +11,7 @@ pub use source::Source;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use nodeboot_core::compile::ConfigCompiler;
@@ -22,6 +21,7 @@ use nodeboot_core::snapshot::{Snapshot, build};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::http::admin::Readiness;
 use crate::http::{BindError, Listeners, ServerConfig, SharedSnapshot};
 use crate::metrics::Metrics;
 
@@ -34,7 +34,7 @@ pub struct Runtime {
     /// Cancelled on SIGTERM or Ctrl-C; every task stops on it.
     pub shutdown: CancellationToken,
     snapshot: SharedSnapshot,
-    ready: Arc<AtomicBool>,
+    readiness: Arc<Readiness>,
     reports: watch::Sender<Option<Arc<StatusReport>>>,
 }
 
@@ -44,7 +44,7 @@ impl Runtime {
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::empty(settings.clone()))),
-            ready: Arc::new(AtomicBool::new(false)),
+            readiness: Arc::default(),
             reports: watch::channel(None).0,
         }
     }
@@ -61,7 +61,7 @@ impl Runtime {
             config,
             self.snapshot.clone(),
             self.metrics.clone(),
-            self.ready.clone(),
+            self.readiness.clone(),
             &self.shutdown,
         )?;
         let shutdown = self.shutdown.clone();
@@ -69,7 +69,7 @@ impl Runtime {
             source,
             RebuildTargets {
                 snapshot: self.snapshot,
-                ready: self.ready,
+                readiness: self.readiness,
                 metrics: self.metrics,
                 reports: self.reports,
             },
@@ -90,14 +90,20 @@ impl Runtime {
 
 struct RebuildTargets {
     snapshot: SharedSnapshot,
-    ready: Arc<AtomicBool>,
+    readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
     reports: watch::Sender<Option<Arc<StatusReport>>>,
 }
 
+/// After a failed rebuild, the same inputs are tried again after this long (doubling, to at most
+/// `RETRY_MAX`), unless they change first.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// Waits for the source to change, builds, swaps. Building is CPU work: it runs in place on a
 /// worker that the runtime hands off (`block_in_place`), so the reactor keeps answering nodes
-/// and the compiler's last good versions stay owned by this loop.
+/// and the compiler's last good versions stay owned by this loop. A build that panics leaves
+/// the last snapshot in service, is reported, and is tried again.
 async fn rebuild_loop(
     mut source: impl Source,
     targets: RebuildTargets,
@@ -105,24 +111,47 @@ async fn rebuild_loop(
     shutdown: CancellationToken,
 ) {
     let mut compiler = ConfigCompiler::default();
+    // Inputs whose build failed, and when to try them again.
+    let mut failed: Option<(nodeboot_core::snapshot::Desired, Duration)> = None;
     loop {
-        tokio::select! {
+        let retry_in = failed.as_ref().map_or(Duration::MAX, |(_, d)| *d);
+        let retry = tokio::select! {
             () = shutdown.cancelled() => return,
-            () = source.changed() => {}
-        }
+            () = source.changed() => false,
+            () = tokio::time::sleep(retry_in) => true,
+        };
         let started = Instant::now();
-        let built = tokio::task::block_in_place(|| {
-            let desired = source.load()?;
+        let attempt = tokio::task::block_in_place(|| {
+            let earlier = failed.take();
+            let (desired, delay) = match (retry, earlier) {
+                (true, Some(earlier)) => earlier,
+                (_, earlier) => {
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| source.load())) {
+                        Ok(loaded) => loaded.map(|d| (d, RETRY_FIRST)).or(earlier)?,
+                        Err(panic) => return Some(Err((panic, None))),
+                    }
+                }
+            };
             let built = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 build(&desired, &mut compiler, &settings)
             }));
-            Some(built)
+            Some(built.map_err(|panic| (panic, Some((desired, delay)))))
         });
-        let (next, report) = match built {
+        let (next, report) = match attempt {
             None => continue,
             Some(Ok(built)) => built,
-            Some(Err(_)) => {
-                tracing::error!("snapshot build panicked; serving the last snapshot");
+            Some(Err((panic, retry_with))) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                tracing::error!(panic = %why, "snapshot rebuild failed; serving the last snapshot");
+                targets.metrics.rebuild_failures.inc();
+                targets.readiness.failed(why);
+                // Inputs that were read are tried again later; a source that failed to read is
+                // read again at its next change.
+                failed = retry_with.map(|(desired, delay)| (desired, (delay * 2).min(RETRY_MAX)));
                 continue;
             }
         };
@@ -133,7 +162,7 @@ async fn rebuild_loop(
             "snapshot rebuilt"
         );
         targets.snapshot.store(Arc::new(next));
-        targets.ready.store(true, Ordering::Release);
+        targets.readiness.built();
         targets.reports.send_replace(Some(Arc::new(report)));
         // The previous snapshot is gone once its last request finishes; give back what the
         // rebuild used meanwhile.
@@ -154,5 +183,123 @@ pub async fn termination() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use nodeboot_core::snapshot::{Desired, Identity, Query, Subject};
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::http::{AccessPolicy, Limits};
+
+    /// A source that hands out scripted loads, one per change: `None` is a load that panics.
+    struct Scripted {
+        loads: Arc<Mutex<VecDeque<Option<Desired>>>>,
+        change: Arc<Notify>,
+    }
+
+    impl Source for Scripted {
+        async fn changed(&mut self) {
+            self.change.notified().await;
+        }
+
+        fn load(&mut self) -> Option<Desired> {
+            let next = self.loads.lock().unwrap().pop_front().flatten();
+            Some(next.expect("a scripted panic while loading"))
+        }
+    }
+
+    fn example_site() -> Desired {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        crate::manifests::ManifestFolder::open(dir)
+            .unwrap()
+            .read()
+            .unwrap()
+    }
+
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never: {what}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_rebuild_keeps_the_last_snapshot_and_says_so() {
+        let settings = RenderSettings {
+            server_url: "http://127.0.0.1:8080".into(),
+            retry_max_delay: 60,
+        };
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            render: settings.clone(),
+            access: AccessPolicy::default(),
+            limits: Limits::default(),
+        };
+        let site = example_site();
+        let mut smaller = site.clone();
+        smaller.node_groups.truncate(1);
+        let loads = Arc::new(Mutex::new(VecDeque::from([
+            Some(site),
+            None,
+            Some(smaller),
+        ])));
+        let change = Arc::new(Notify::new());
+        let runtime = Runtime::new(&settings);
+        let (snapshot, readiness, metrics, shutdown) = (
+            runtime.snapshot.clone(),
+            runtime.readiness.clone(),
+            runtime.metrics.clone(),
+            runtime.shutdown.clone(),
+        );
+        let source = Scripted {
+            loads: loads.clone(),
+            change: change.clone(),
+        };
+        let running = tokio::spawn(async move { runtime.run(source, &config).await });
+        let known = |snapshot: &SharedSnapshot, name: &str| {
+            let snapshot = snapshot.load();
+            matches!(
+                snapshot
+                    .answer(&Query::new(Identity::Name(name.into())))
+                    .subject,
+                Subject::Known(_)
+            )
+        };
+        change.notify_one();
+        eventually("the first build", || readiness.is_built()).await;
+        let nodes = snapshot.load().nodes().len();
+        assert!(nodes > 2);
+
+        // The next load panics: the snapshot stays, readiness and metrics say so.
+        change.notify_one();
+        eventually("the failure is reported", || readiness.failure().is_some()).await;
+        assert_eq!(metrics.rebuild_failures.get(), 1);
+        assert_eq!(snapshot.load().nodes().len(), nodes);
+        assert!(known(&snapshot, "x1000c0s0b0n0"));
+        assert!(
+            readiness
+                .failure()
+                .unwrap()
+                .contains("a scripted panic while loading")
+        );
+
+        // The next change builds again and clears the failure.
+        change.notify_one();
+        eventually("the rebuild after the failure", || {
+            readiness.failure().is_none() && snapshot.load().nodes().len() < nodes
+        })
+        .await;
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
     }
 }

@@ -54,7 +54,7 @@ pub enum ExplainError {
     #[error("no node is named '{0}' and it is not a MAC address")]
     NotFound(String),
     #[error(
-        "'{0}' is claimed by nodes in more than one namespace; it cannot be served until only one claims it"
+        "'{0}' is claimed by more than one node (in one namespace or several); it cannot be served until only one claims it"
     )]
     Ambiguous(String),
 }

@@ -196,7 +196,10 @@ pub fn config_report(
         id: state.id.clone(),
         generation: state.generation,
         ready,
-        matched_nodes: summary.assigned,
+        // Nodes it failed to render for boot nothing: not counted as booted by it.
+        matched_nodes: summary
+            .assigned
+            .saturating_sub(u32::try_from(render_failures.len()).unwrap_or(u32::MAX)),
         message: notes.join("; "),
         tied_with: summary.tied_with.clone(),
     }

@@ -100,7 +100,8 @@ pub struct CloudInit {
     #[schemars(schema_with = "schema::optional_template")]
     pub user_data: Option<String>,
 
-    /// user-data template taken from a Secret in the same namespace.
+    /// user-data taken verbatim (not as a template) from a Secret in the same namespace; the
+    /// Secret must be labelled nodeboot.io/user-data=true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_data_secret_ref: Option<SecretKeyRef>,
 

@@ -19,6 +19,8 @@ pub enum WaitReason {
     UnknownNode,
     Unassigned,
     Conflict,
+    /// Its BootConfig matches but failed to render for it.
+    RenderFailed,
     BootFailed,
 }
 
@@ -28,6 +30,9 @@ impl WaitReason {
             WaitReason::UnknownNode => "this node is in no NodeGroup",
             WaitReason::Unassigned => "no BootConfig matches this node",
             WaitReason::Conflict => "this node is in conflict, see its NodeGroup status",
+            WaitReason::RenderFailed => {
+                "its BootConfig failed to render for it, see its NodeGroup status"
+            }
             WaitReason::BootFailed => "boot failed",
         }
     }

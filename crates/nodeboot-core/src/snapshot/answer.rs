@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::prepare::prepared_docs;
 use super::{Found, NodeBoot, PreparedCloudInit, ServedNode, Snapshot, UnknownNode};
 use crate::compile::CompiledBootConfig;
 use crate::crd::Arch;
@@ -50,7 +49,7 @@ impl Query {
 pub enum Subject<'s> {
     Known(&'s ServedNode),
     /// A MAC in no NodeGroup, resolved against the discovery BootConfigs.
-    Unknown(Box<UnknownNode>),
+    Unknown(Arc<UnknownNode>),
     /// Claimed by nodes in more than one place: never guess which.
     Ambiguous,
     /// A name, NID, address or id that no node has (and, for an id, not a MAC either).
@@ -122,13 +121,9 @@ impl Snapshot {
             Found::Node(node) => Subject::Known(node),
             Found::Ambiguous => Subject::Ambiguous,
             Found::Missing => match &query.who {
-                Identity::Mac(mac) => {
-                    Subject::Unknown(Box::new(UnknownNode::resolve(self, *mac, query.arch)))
-                }
+                Identity::Mac(mac) => Subject::Unknown(self.unknown_node(*mac, query.arch)),
                 Identity::NameOrMac(id) => match id.parse::<Mac>() {
-                    Ok(mac) => {
-                        Subject::Unknown(Box::new(UnknownNode::resolve(self, mac, query.arch)))
-                    }
+                    Ok(mac) => Subject::Unknown(self.unknown_node(mac, query.arch)),
                     Err(_) => Subject::Missing,
                 },
                 _ => Subject::Missing,
@@ -186,10 +181,6 @@ fn decide(subject: &Subject<'_>, asked_mac: Option<Mac>) -> Decision {
                 params: Bytes::from(boot.params.clone()),
                 script: boot.script.clone(),
             }),
-            (Some(Err(e)), _) => {
-                tracing::warn!(mac = %unknown.mac, error = %e, "discovery BootConfig failed to render for an unknown node");
-                wait(WaitReason::UnknownNode, NOT_READY)
-            }
             _ => wait(WaitReason::UnknownNode, NOT_READY),
         },
         Subject::Ambiguous => wait(WaitReason::Conflict, NOT_READY),
@@ -238,7 +229,6 @@ impl Answer<'_> {
 
     /// A cloud-init document of the node.
     pub fn document(&self, doc: Document) -> Result<Bytes, DocumentError> {
-        let rendered;
         let docs: &PreparedCloudInit = match &self.subject {
             Subject::Known(node) => &node.cloud_init,
             Subject::Ambiguous => return Err(DocumentError::Ambiguous),
@@ -247,11 +237,10 @@ impl Answer<'_> {
                 if unknown.resolution.outcome.config().is_none() {
                     return Err(DocumentError::NoDiscovery(unknown.mac));
                 }
-                let docs = unknown
-                    .cloud_init(self.snapshot)
-                    .map_err(DocumentError::DiscoveryFailed)?;
-                rendered = prepared_docs(docs);
-                &rendered
+                match unknown.documents(self.snapshot) {
+                    Ok(docs) => docs,
+                    Err(e) => return Err(DocumentError::DiscoveryFailed(e.clone())),
+                }
             }
         };
         match doc {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::compile::CompiledBootConfig;
-use crate::crd::NodePhase;
+use crate::crd::{Arch, NodePhase};
 use crate::mac::Mac;
 use crate::render::RenderSettings;
 use crate::render::ipxe::{Script, WaitReason};
@@ -111,6 +111,9 @@ pub struct PhaseCounts {
     pub conflict: u64,
 }
 
+/// Unknown MACs whose answers are kept per snapshot: a node that loops asking is rendered once.
+const UNKNOWN_CACHE_ENTRIES: usize = 4096;
+
 #[derive(Debug)]
 pub struct Snapshot {
     nodes: Vec<ServedNode>,
@@ -124,6 +127,8 @@ pub struct Snapshot {
     pub configs: std::collections::BTreeMap<String, Vec<Arc<CompiledBootConfig>>>,
     pub settings: RenderSettings,
     pub counts: PhaseCounts,
+    /// Unknown nodes resolved and rendered so far, by MAC and arch.
+    unknown: quick_cache::sync::Cache<(Mac, Option<Arch>), Arc<UnknownNode>>,
 }
 
 fn insert<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Slot>, key: K, index: u32) {
@@ -177,6 +182,19 @@ impl Snapshot {
             configs,
             settings,
             counts,
+            unknown: quick_cache::sync::Cache::new(UNKNOWN_CACHE_ENTRIES),
+        }
+    }
+
+    /// An unknown node, resolved against the discovery BootConfigs and rendered once per
+    /// snapshot (and MAC and arch), however often it asks.
+    pub fn unknown_node(&self, mac: Mac, arch: Option<Arch>) -> Arc<UnknownNode> {
+        let resolved: Result<_, std::convert::Infallible> =
+            self.unknown.get_or_insert_with(&(mac, arch), || {
+                Ok(Arc::new(UnknownNode::resolve(self, mac, arch)))
+            });
+        match resolved {
+            Ok(node) => node,
         }
     }
 

@@ -175,10 +175,14 @@ fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode
                 .unwrap_or_default();
             let message = format!("BootConfig {config} failed to render for this node: {err}");
             node.outcome = Outcome::Unassigned(message);
+            // Its meta-data is the inventory's, not the template's: still served.
+            let cloud_init = render_cloud_init(None, &meta, None, settings)
+                .map(prepared_docs)
+                .unwrap_or_default();
             ServedNode {
                 node,
-                boot: NodeBoot::Wait(WaitReason::Unassigned),
-                cloud_init: PreparedCloudInit::default(),
+                boot: NodeBoot::Wait(WaitReason::RenderFailed),
+                cloud_init,
                 render_error: Some(Box::new(RenderFailure {
                     config,
                     error: err.to_string(),

@@ -1,10 +1,12 @@
 //! Unknown nodes (a MAC in no NodeGroup): resolved against discovery BootConfigs per request,
 //! since what they are rendered with (their MAC, their arch) is only known then.
 
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
 
-use super::Snapshot;
-use super::prepare::{RenderedBoot, RenderedDocs, render_boot, render_cloud_init};
+use super::prepare::{RenderedBoot, prepared_docs, render_boot, render_cloud_init};
+use super::{PreparedCloudInit, Snapshot};
 use crate::crd::Arch;
 use crate::mac::Mac;
 use crate::meta::merge_meta;
@@ -23,6 +25,8 @@ pub struct UnknownNode {
     pub meta: Map<String, Value>,
     /// The discovery boot, when a discovery BootConfig wins for this node.
     pub boot: Option<Result<RenderedBoot, RenderError>>,
+    /// The NoCloud documents, rendered when first asked for.
+    documents: OnceLock<Result<PreparedCloudInit, RenderError>>,
 }
 
 impl UnknownNode {
@@ -38,6 +42,7 @@ impl UnknownNode {
             resolution,
             meta,
             boot: None,
+            documents: OnceLock::new(),
         };
         if let Outcome::Assigned(config) = &node.resolution.outcome {
             let view = node.view();
@@ -69,18 +74,22 @@ impl UnknownNode {
         }
     }
 
-    pub fn cloud_init(&self, snapshot: &Snapshot) -> Result<RenderedDocs, RenderError> {
-        let config = self.resolution.outcome.config().map(|c| c.as_ref());
-        let params = match &self.boot {
-            Some(Ok(b)) => Some(b.params.as_str()),
-            _ => None,
-        };
-        let vars = node_vars(&self.view());
-        render_cloud_init(
-            config.map(|c| (c, &vars)),
-            &self.meta,
-            params,
-            &snapshot.settings,
-        )
+    /// The node's NoCloud documents, rendered once.
+    pub fn documents(&self, snapshot: &Snapshot) -> &Result<PreparedCloudInit, RenderError> {
+        self.documents.get_or_init(|| {
+            let config = self.resolution.outcome.config().map(|c| c.as_ref());
+            let params = match &self.boot {
+                Some(Ok(b)) => Some(b.params.as_str()),
+                _ => None,
+            };
+            let vars = node_vars(&self.view());
+            render_cloud_init(
+                config.map(|c| (c, &vars)),
+                &self.meta,
+                params,
+                &snapshot.settings,
+            )
+            .map(prepared_docs)
+        })
     }
 }
