@@ -133,6 +133,11 @@ pub struct ServeArgs {
     /// Serve a node that has an `ip` its cloud-init data only at that address.
     #[arg(long, value_enum, default_value_t = OnOff::On, env = "NODEBOOT_CLOUD_INIT_SOURCE_CHECK")]
     pub cloud_init_source_check: OnOff,
+
+    /// Open connections per listener; more are closed at once and counted in
+    /// nodeboot_connections_refused. The open-files limit is raised to match at start.
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(16..=1_000_000), env = "NODEBOOT_MAX_CONNECTIONS")]
+    pub max_connections: u32,
 }
 
 /// Flags of every command that renders scripts: `serve`, `run` and `explain`.
@@ -200,7 +205,10 @@ impl ServeArgs {
                 trusted_proxies: self.trusted_proxies.clone(),
                 source_check: self.cloud_init_source_check == OnOff::On,
             },
-            limits: Limits::default(),
+            limits: Limits {
+                max_connections: self.max_connections as usize,
+                ..Limits::default()
+            },
         })
     }
 }

@@ -35,6 +35,8 @@ pub struct CompiledBootConfig {
     pub id: ObjectId,
     /// The generation this was compiled from: older than the object's when a newer one broke.
     pub generation: Option<i64>,
+    /// The spec it was compiled from: what status keeps as the last good version.
+    pub spec: BootConfigSpec,
     pub priority: i32,
     pub selector: Selector,
     pub kernel: String,
@@ -81,6 +83,7 @@ impl CompiledBootConfig {
         let compiled = CompiledBootConfig {
             id: id.clone(),
             generation,
+            spec: spec.clone(),
             priority: spec.priority,
             selector,
             kernel: spec.kernel.clone(),
@@ -218,10 +221,17 @@ impl ConfigCompiler {
                         );
                         (Some(compiled), None)
                     }
-                    Err(error) => (
-                        self.last_good.get(&id).map(|e| e.compiled.clone()),
-                        Some(error),
-                    ),
+                    Err(error) => {
+                        if !self.last_good.contains_key(&id)
+                            && let Some(entry) = recall(&id, bc, secrets)
+                        {
+                            self.last_good.insert(id.clone(), entry);
+                        }
+                        (
+                            self.last_good.get(&id).map(|e| e.compiled.clone()),
+                            Some(error),
+                        )
+                    }
                 },
             };
             seen.insert(id.clone());
@@ -236,6 +246,28 @@ impl ConfigCompiler {
         // A deleted BootConfig is forgotten: recreating it broken must not revive the old one.
         self.last_good.retain(|k, _| seen.contains(k));
         states
+    }
+}
+
+/// The last good version a BootConfig's status recorded (by an earlier process), compiled
+/// again: what to serve when the process starts while the BootConfig is broken.
+fn recall(id: &ObjectId, bc: &BootConfig, secrets: &Secrets) -> Option<CacheEntry> {
+    let last_good = bc.status.as_ref()?.last_good.as_ref()?;
+    let spec: BootConfigSpec = serde_json::from_value(last_good.spec.clone()).ok()?;
+    let compiled = CompiledBootConfig::compile(id, Some(last_good.generation), &spec, secrets);
+    match compiled {
+        Ok(compiled) => {
+            tracing::info!(bootconfig = %id, generation = last_good.generation, "serving the last good version recorded in status");
+            Some(CacheEntry {
+                spec,
+                secret_text: None,
+                compiled: Arc::new(compiled),
+            })
+        }
+        Err(e) => {
+            tracing::warn!(bootconfig = %id, error = %e, "the last good version recorded in status does not compile either");
+            None
+        }
     }
 }
 
@@ -284,6 +316,30 @@ mod tests {
                 .to_string()
                 .starts_with("template params:")
         );
+    }
+
+    #[test]
+    fn a_new_process_serves_the_last_good_version_from_status() {
+        let mut broken = bc("a", spec("console={{ oops"), 3);
+        broken.status = Some(crate::crd::BootConfigStatus {
+            last_good: Some(crate::crd::LastGood {
+                generation: 2,
+                spec: serde_json::to_value(spec("console=ttyS0")).unwrap(),
+            }),
+            ..Default::default()
+        });
+        let mut compiler = ConfigCompiler::default();
+        let states = compiler.compile_all(&[broken.clone()], &Secrets::default());
+        let served = states[0]
+            .served
+            .as_ref()
+            .expect("the recorded version is served");
+        assert_eq!(served.generation, Some(2));
+        assert!(states[0].error.is_some());
+        // Once fixed, the new generation is served.
+        let fixed = bc("a", spec("console=ttyS1"), 4);
+        let states = compiler.compile_all(&[fixed], &Secrets::default());
+        assert_eq!(states[0].served.as_ref().unwrap().generation, Some(4));
     }
 
     #[test]

@@ -6,7 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::compile::ConfigState;
 use crate::crd::{
-    BootConfigStatus, NodeGroup, NodeGroupStatus, NodePhase, NodeStatus, ObjectId, SpecError,
+    BootConfigStatus, LastGood, NodeGroup, NodeGroupStatus, NodePhase, NodeStatus, ObjectId,
+    SpecError,
 };
 use crate::resolve::{ConfigSummary, ResolvedNode};
 
@@ -36,6 +37,8 @@ pub struct ConfigReport {
     pub message: String,
     /// BootConfigs it ties with somewhere: worth an event.
     pub tied_with: Vec<String>,
+    /// The served version, for status to keep across restarts.
+    pub last_good: Option<LastGood>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -202,7 +205,21 @@ pub fn config_report(
             .saturating_sub(u32::try_from(render_failures.len()).unwrap_or(u32::MAX)),
         message: notes.join("; "),
         tied_with: summary.tied_with.clone(),
+        last_good: state.served.as_ref().and_then(|c| last_good(c)),
     }
+}
+
+/// A spec this large is not copied into status: with the object's own spec it would near
+/// etcd's object limit. Such a BootConfig is served at its last good version only until the
+/// process restarts.
+const MAX_LAST_GOOD_BYTES: usize = 512 * 1024;
+
+fn last_good(served: &crate::compile::CompiledBootConfig) -> Option<LastGood> {
+    let spec = serde_json::to_value(&served.spec).ok()?;
+    (json_len(&spec) <= MAX_LAST_GOOD_BYTES).then_some(LastGood {
+        generation: served.generation?,
+        spec,
+    })
 }
 
 /// etcd refuses objects over 1.5 MiB. A 5000-node NodeGroup's spec and its server-side-apply
@@ -313,6 +330,7 @@ pub fn boot_config_status(
         )],
         matched_nodes: i32::try_from(report.matched_nodes).unwrap_or(i32::MAX),
         message: report.message.clone(),
+        last_good: report.last_good.clone(),
     }
 }
 
@@ -486,6 +504,7 @@ mod tests {
             matched_nodes: 1,
             message: String::new(),
             tied_with: vec![],
+            last_good: None,
         };
         let first = boot_config_status(&report, None, &then);
         assert_eq!(first.conditions[0].last_transition_time, then);

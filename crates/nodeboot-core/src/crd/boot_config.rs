@@ -137,4 +137,18 @@ pub struct BootConfigStatus {
     pub matched_nodes: i32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The version being served: the spec (and its generation) that last compiled. Kept here so
+    /// that an operator started while the BootConfig is broken still serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good: Option<LastGood>,
+}
+
+/// A BootConfig spec that compiled, and its generation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastGood {
+    pub generation: i64,
+    /// The spec as it was; not validated again by the API server (it was when it was written).
+    #[schemars(schema_with = "schema::opaque_object")]
+    pub spec: serde_json::Value,
 }

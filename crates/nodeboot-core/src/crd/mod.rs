@@ -5,7 +5,9 @@ mod node_group;
 mod schema;
 mod validate;
 
-pub use boot_config::{BootConfig, BootConfigSpec, BootConfigStatus, CloudInit, SecretKeyRef};
+pub use boot_config::{
+    BootConfig, BootConfigSpec, BootConfigStatus, CloudInit, LastGood, SecretKeyRef,
+};
 pub use node_group::{
     Arch, NodeGroup, NodeGroupSpec, NodeGroupStatus, NodePhase, NodeSpec, NodeStatus,
 };

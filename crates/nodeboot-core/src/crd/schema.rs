@@ -210,3 +210,8 @@ pub fn conditions(generator: &mut SchemaGenerator) -> Schema {
 pub fn arch(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "string", "enum": ["x86_64", "arm64"]})
 }
+
+/// A JSON object the API server stores as it is: a copy of a spec, checked when it was written.
+pub fn opaque_object(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
