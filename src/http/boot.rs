@@ -327,3 +327,59 @@ pub async fn not_found(uri: axum::http::Uri) -> Response {
     ))
     .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use nodeboot_core::render::template::ipxe_unsafe_char;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn query(mac: Option<String>, name: Option<String>, nid: Option<String>) -> BootQuery {
+        BootQuery {
+            mac,
+            name,
+            nid,
+            ..Default::default()
+        }
+    }
+
+    proptest! {
+        /// Whatever a client sends, the parser answers (no panic), and an accepted name can go
+        /// back into a retry URL without changing the script.
+        #[test]
+        fn identities_are_parsed_or_refused_never_passed_through(
+            mac in proptest::option::of("\\PC{0,20}|[0-9a-f:]{17}"),
+            name in proptest::option::of("\\PC{0,70}|[a-z0-9._-]{1,70}"),
+            nid in proptest::option::of("\\PC{0,12}|-?[0-9]{1,22}"),
+            retry in proptest::option::of("\\PC{0,8}|[0-9]{1,12}"),
+        ) {
+            let q = BootQuery { retry: retry.clone(), ..query(mac.clone(), name.clone(), nid.clone()) };
+            let parsed = parse_query(Ok(QueryParams(q)));
+            let present = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+            match parsed {
+                Ok((_, query)) => {
+                    match &query.who {
+                        Identity::Mac(m) => prop_assert_eq!(present(&mac).map(|s| s.parse::<Mac>()), Some(Ok(*m))),
+                        Identity::Name(n) => {
+                            prop_assert!(present(&mac).is_none());
+                            prop_assert!(nodeboot_core::labels::is_valid_value(n) && !n.is_empty());
+                            prop_assert!(!n.chars().any(ipxe_unsafe_char));
+                        }
+                        Identity::Nid(n) => {
+                            prop_assert!(present(&mac).is_none() && present(&name).is_none());
+                            prop_assert!(*n >= 0);
+                            prop_assert_eq!(present(&nid).map(|s| s.parse::<i64>().ok()), Some(Some(*n)));
+                        }
+                        other => prop_assert!(false, "{other:?}"),
+                    }
+                    prop_assert_eq!(Some(query.retry), present(&retry).map_or(Some(0), |r| r.parse::<u32>().ok()));
+                }
+                Err(problem) => {
+                    prop_assert_eq!(problem.status, 400);
+                    prop_assert!(problem.detail.len() < 300);
+                }
+            }
+        }
+    }
+}

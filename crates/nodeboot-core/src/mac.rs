@@ -143,6 +143,58 @@ mod tests {
         assert_eq!(want.hyphenated(), "02-00-00-ab-cd-ef");
     }
 
+    /// The notations, written as plainly as possible.
+    fn reference(raw: &str) -> Option<[u8; 6]> {
+        let hex = |s: &str| -> Option<Vec<u8>> {
+            if s.len() != 12 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            (0..6)
+                .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+                .collect()
+        };
+        let digits = if raw.len() == 17 {
+            let sep = raw.chars().nth(2)?;
+            let parts: Vec<&str> = raw.split(sep).collect();
+            if !matches!(sep, ':' | '-') || parts.len() != 6 || parts.iter().any(|p| p.len() != 2) {
+                return None;
+            }
+            parts.concat()
+        } else if raw.len() == 14 {
+            let parts: Vec<&str> = raw.split('.').collect();
+            if parts.len() != 3 || parts.iter().any(|p| p.len() != 4) {
+                return None;
+            }
+            parts.concat()
+        } else {
+            raw.to_owned()
+        };
+        hex(&digits)?.try_into().ok()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_notation_of_any_mac_reads_back(bytes: [u8; 6]) {
+            let mac = Mac::new(bytes);
+            let h: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
+            for raw in [
+                mac.to_string(),
+                mac.hyphenated(),
+                h.join(":"),
+                h.concat(),
+                format!("{}{}.{}{}.{}{}", h[0], h[1], h[2], h[3], h[4], h[5]),
+            ] {
+                proptest::prop_assert_eq!(raw.parse::<Mac>(), Ok(mac));
+            }
+        }
+
+        #[test]
+        fn parser_agrees_with_the_reference(raw in "[0-9a-fA-F:.\\-]{0,18}|\\PC{0,18}") {
+            let parsed = raw.parse::<Mac>().ok().map(|m| m.0);
+            proptest::prop_assert_eq!(parsed, reference(&raw));
+        }
+    }
+
     #[test]
     fn refuses_malformed() {
         for raw in [

@@ -263,6 +263,7 @@ impl TemplateSet {
 mod tests {
     use minijinja::context;
 
+    use super::super::template::ipxe_unsafe_char;
     use super::*;
 
     fn user_data(template: &str) -> TemplateSet {
@@ -299,6 +300,48 @@ mod tests {
         let set = user_data("#cloud-config\nhostname: {{ meta.h|tojson }}\n");
         let doc = render_with(&set, serde_json::json!({"h": "x\nruncmd: [reboot]"})).unwrap();
         assert_eq!(doc, "#cloud-config\nhostname: \"x\\nruncmd: [reboot]\"\n");
+    }
+
+    proptest::proptest! {
+        /// Whatever a value holds, a cloud-config keeps the keys and items its template gives it.
+        #[test]
+        fn no_value_changes_a_cloud_configs_structure(
+            v in "\\PC{0,24}|[a-z :,\\[\\]{}#&*!|>'\"\\-\n]{0,24}",
+            w in "\\PC{0,24}|[a-z :,\\[\\]{}#&*!|>'\"\\-\n]{0,24}",
+        ) {
+            let set = user_data("#cloud-config\nk: {{ meta.v }}\nl: [{{ meta.w }}]\nm:\n  n: |\n    {{ meta.v }}\n");
+            if let Ok(doc) = render_with(&set, serde_json::json!({"v": v, "w": w})) {
+                let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&doc).unwrap();
+                let map = value.as_mapping().unwrap();
+                let keys: Vec<_> = map.keys().filter_map(|k| k.as_str()).collect();
+                proptest::prop_assert_eq!(keys, vec!["k", "l", "m"]);
+                proptest::prop_assert!(!map["k"].is_mapping() && !map["k"].is_sequence());
+                proptest::prop_assert_eq!(map["l"].as_sequence().map(Vec::len), Some(1));
+                proptest::prop_assert_eq!(map["m"].as_mapping().map(|m| m.len()), Some(1));
+            }
+        }
+
+        /// Whatever a value holds, it adds nothing iPXE would read as a new command or token.
+        #[test]
+        fn no_value_adds_an_ipxe_token(v in "\\PC{0,24}|[a-z |&;#$\"'\\\\\n{}]{0,24}") {
+            let set = TemplateSet::compile(&Sources {
+                params: "root=live:{{ meta.v }} console=ttyS0",
+                script: "#!ipxe\nkernel http://k/vmlinuz {{ meta.v|safe }}\nboot\n",
+                ..Default::default()
+            })
+            .unwrap();
+            let vars = context! { meta => serde_json::json!({"v": v}) };
+            for (template, literal) in [
+                (PARAMS, "root=live: console=ttyS0"),
+                (SCRIPT, "#!ipxe\nkernel http://k/vmlinuz \nboot\n"),
+            ] {
+                // The template's own white space and newlines are all the output may have.
+                let separators = |text: &str| text.chars().filter(|c| ipxe_unsafe_char(*c)).count();
+                if let Ok(Some(out)) = set.render(template, &vars) {
+                    proptest::prop_assert_eq!(separators(&out), separators(literal), "{}", out);
+                }
+            }
+        }
     }
 
     #[test]
