@@ -94,27 +94,34 @@ impl Default for Limits {
 
 pub fn boot_router(state: boot::BootState, metrics: &Arc<Metrics>, limits: &Limits) -> Router {
     let m = |endpoint| (metrics.clone(), endpoint);
-    Router::new()
-        .route(
-            "/boot.ipxe",
-            instrumented(m(Endpoint::bootstrap), get(boot::bootstrap)),
-        )
-        .route(
+    let routes = [
+        ("/boot.ipxe", Endpoint::bootstrap, get(boot::bootstrap)),
+        (
             "/boot/v1/bootscript",
-            instrumented(m(Endpoint::bootscript), get(boot::bootscript)),
-        )
-        .route(
+            Endpoint::bootscript,
+            get(boot::bootscript),
+        ),
+        (
             "/boot/v1/bootparameters",
-            instrumented(m(Endpoint::bootparameters), get(boot::bootparameters)),
-        )
-        .route(
+            Endpoint::bootparameters,
+            get(boot::bootparameters),
+        ),
+        (
             "/cloud-init/{doc}",
-            instrumented(m(Endpoint::cloud_init), get(boot::cloud_init_by_source)),
-        )
-        .route(
+            Endpoint::cloud_init,
+            get(boot::cloud_init_by_source),
+        ),
+        (
             "/cloud-init/{id}/{doc}",
-            instrumented(m(Endpoint::cloud_init), get(boot::cloud_init_by_id)),
-        )
+            Endpoint::cloud_init,
+            get(boot::cloud_init_by_id),
+        ),
+    ];
+    routes
+        .into_iter()
+        .fold(Router::new(), |router, (path, endpoint, handler)| {
+            router.route(path, instrumented(m(endpoint), handler))
+        })
         .fallback(instrumented(m(Endpoint::other), any(boot::not_found)))
         .method_not_allowed_fallback(boot::method_not_allowed)
         .with_state(state)

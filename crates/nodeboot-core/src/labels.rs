@@ -43,18 +43,25 @@ pub fn is_valid_value(value: &str) -> bool {
     value.is_empty() || is_name_segment(value, 63)
 }
 
-pub fn is_dns_subdomain(s: &str) -> bool {
+/// Dot-separated labels of 1 to 63 characters, alphanumeric at both ends, `-` inside, at most
+/// 253 in all; `upper` allows capitals (host names) or not (DNS subdomains).
+fn is_dotted_name(s: &str, upper: bool) -> bool {
     s.len() <= 253
         && !s.is_empty()
         && s.split('.').all(|part| {
             let b = part.as_bytes();
+            let letter = |c: u8| c.is_ascii_lowercase() || (upper && c.is_ascii_uppercase());
             !b.is_empty()
                 && b.len() <= 63
                 && b[0].is_ascii_alphanumeric()
                 && b[b.len() - 1].is_ascii_alphanumeric()
                 && b.iter()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                    .all(|c| letter(*c) || c.is_ascii_digit() || *c == b'-')
         })
+}
+
+pub fn is_dns_subdomain(s: &str) -> bool {
+    is_dotted_name(s, false)
 }
 
 pub fn is_valid_key(key: &str) -> bool {
@@ -65,16 +72,7 @@ pub fn is_valid_key(key: &str) -> bool {
 }
 
 pub fn is_valid_hostname(s: &str) -> bool {
-    s.len() <= 253
-        && !s.is_empty()
-        && s.split('.').all(|part| {
-            let b = part.as_bytes();
-            !b.is_empty()
-                && b.len() <= 63
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-        })
+    is_dotted_name(s, true)
 }
 
 #[cfg(test)]

@@ -276,15 +276,8 @@ pub fn variables(vars: &NodeVars, boot: &BootView<'_>) -> Value {
 mod tests {
     use super::*;
 
-    fn render(template: &str, name: &str, meta: serde_json::Value) -> Result<String, Error> {
-        let dialect = if matches!(name, PARAMS | SCRIPT) {
-            Dialect::Ipxe
-        } else {
-            Dialect::Yaml
-        };
-        let mut env = new_environment(dialect);
-        env.add_template_owned(name.to_owned(), template.to_owned())
-            .unwrap();
+    /// The variables of a sample node whose meta-data is `meta`.
+    fn sample_vars(meta: &serde_json::Value) -> Value {
         let labels = Labels::new();
         let meta = meta.as_object().cloned().unwrap_or_default();
         let macs = [Mac::new([2, 0, 0, 0, 0, 1])];
@@ -308,8 +301,19 @@ mod tests {
             params: Some("console=ttyS0 quiet"),
             server_url: "http://10.0.0.1:8080",
         };
-        env.get_template(name)?
-            .render(variables(&node_vars(&node), &boot))
+        variables(&node_vars(&node), &boot)
+    }
+
+    fn render(template: &str, name: &str, meta: serde_json::Value) -> Result<String, Error> {
+        let dialect = if matches!(name, PARAMS | SCRIPT) {
+            Dialect::Ipxe
+        } else {
+            Dialect::Yaml
+        };
+        let mut env = new_environment(dialect);
+        env.add_template_owned(name.to_owned(), template.to_owned())
+            .unwrap();
+        env.get_template(name)?.render(sample_vars(&meta))
     }
 
     #[test]
@@ -444,33 +448,8 @@ mod tests {
             "{% macro m() %}{{ meta.v }}{% endmacro %}kernel k {{ m() }}\n{% include 'params' %}",
         )
         .unwrap();
-        let labels = Labels::new();
         let meta = serde_json::json!({"v": "a || chain http://evil/ ||"});
-        let meta = meta.as_object().cloned().unwrap();
-        let node = NodeView {
-            name: "n",
-            hostname: "n",
-            nid: None,
-            ip: None,
-            mac: None,
-            macs: &[],
-            arch: None,
-            group: "g",
-            namespace: "ns",
-            labels: LabelsRef::Map(&labels),
-            meta: &meta,
-        };
-        let boot = BootView {
-            config: "c",
-            kernel: "http://k",
-            initrd: None,
-            params: None,
-            server_url: "http://s",
-        };
-        let got = env
-            .get_template(SCRIPT)
-            .unwrap()
-            .render(variables(&node_vars(&node), &boot));
+        let got = env.get_template(SCRIPT).unwrap().render(sample_vars(&meta));
         assert!(got.is_err(), "{got:?}");
     }
 
