@@ -1,14 +1,16 @@
 -- wrk script of bench/storm.sh: every request asks for a different node, as in a boot storm,
 -- so neither server answers from one hot entry.
 --
---   wrk -t T ... -s bench/storm.lua http://127.0.0.1:PORT -- NODES_TSV SCENARIO MODE T XFF MARKER_DIR [DELAY_MS]
+--   wrk -t T ... -s bench/storm.lua http://127.0.0.1:PORT -- REQUESTS SCENARIO MODE T XFF MARKER_DIR [DELAY_MS]
 --
--- NODES_TSV  mac<TAB>name<TAB>ip per line (bench/nbfetch.py nodes)
--- SCENARIO   bootscript: only /boot/v1/bootscript?mac=..
---            storm: per node bootscript, meta-data, user-data, vendor-data, then the next node
--- MODE       bench: walk the nodes round and round for wrk's --duration
---            once: each thread takes its slice of the (node, document) pairs, issues it once,
---            and stops itself when it has counted as many responses as its slice (see below)
+-- REQUESTS   PATH<TAB>FILE<TAB>IP per line (`nodeboot-bench requests`): per node its bootscript,
+--            meta-data, user-data and vendor-data, nodes in order; IP is the node's, or -
+-- SCENARIO   bootscript: only the /boot/v1/bootscript?mac=.. lines
+--            storm: every line: per node bootscript, meta-data, user-data, vendor-data, then the
+--            next node
+-- MODE       bench: walk the requests round and round for wrk's --duration
+--            once: each thread takes its slice of the requests, issues it once, and stops
+--            itself when it has counted as many responses as its slice (see below)
 -- XFF        1: send X-Forwarded-For: <node ip> with cloud-init requests (source check on)
 -- MARKER_DIR once mode: each thread writes a file here when it stops (storm.sh waits for them)
 -- DELAY_MS   > 0: each connection waits this long after a response before its next request,
@@ -16,14 +18,12 @@
 --            connections / (DELAY_MS + latency), below saturation, where latency means more
 --            than connections / throughput (Little's law) does in the closed loop
 
-local nodes_file, scenario, mode, xff, marker_dir
-local macs, names, ips = {}, {}, {}
+local requests_file, scenario, mode, xff, marker_dir
+local paths, ips = {}, {}
 local n = 0
-local docs = { "meta-data", "user-data", "vendor-data" }
 
--- Per thread: which pair to ask next, where the slice starts and how long it is.
+-- Per thread: which request to send next, where the slice starts and how long it is.
 local pos, first, slice = 0, 0, 0
-local per_node = 1
 local host
 local issued, responses = 0, 0
 local stopped = false
@@ -37,24 +37,24 @@ end
 
 function init(args)
   -- args[0] is the URL; ours follow "--".
-  nodes_file, scenario, mode = args[1], args[2] or "bootscript", args[3] or "bench"
+  requests_file, scenario, mode = args[1], args[2] or "bootscript", args[3] or "bench"
   local nthreads = tonumber(args[4] or "1")
   xff, marker_dir = args[5] == "1", args[6] or ""
   local delay_ms = tonumber(args[7] or "0") or 0
-  for line in io.lines(nodes_file) do
-    local mac, name, ip = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)$")
-    if mac then
+  local only_boot = scenario ~= "storm"
+  for line in io.lines(requests_file) do
+    local path, ip = line:match("^([^\t]+)\t[^\t]+\t([^\t]+)$")
+    if path and (not only_boot or path:sub(1, 6) == "/boot/") then
       n = n + 1
-      macs[n], names[n], ips[n] = mac, name, ip
+      -- Only cloud-init requests are subject to the source check.
+      paths[n], ips[n] = path, (ip ~= "-" and path:sub(1, 12) == "/cloud-init/") and ip or nil
     end
   end
-  assert(n > 0, "no nodes in " .. tostring(nodes_file))
-  per_node = (scenario == "storm") and 4 or 1
+  assert(n > 0, "no " .. scenario .. " requests in " .. tostring(requests_file))
   host = wrk.headers["Host"]
-  local total = n * per_node
-  -- wrk gives every thread the same script but its own state: split the pairs by thread id.
-  first = math.floor(total * id / nthreads)
-  slice = math.floor(total * (id + 1) / nthreads) - first
+  -- wrk gives every thread the same script but its own state: split the requests by thread id.
+  first = math.floor(n * id / nthreads)
+  slice = math.floor(n * (id + 1) / nthreads) - first
   pos = first
   -- A response() function makes wrk hand every header and body to Lua, which costs client CPU
   -- the throughput runs must not pay: only once mode has one. wrk looks for it after thread
@@ -68,20 +68,10 @@ function init(args)
   end
 end
 
-local function path_of(p)
-  -- p counts pairs from 0; node k = p / per_node (1-based in the Lua tables).
-  local total = n * per_node
-  p = p % total
-  local k = math.floor(p / per_node) + 1
-  local d = p % per_node
-  if d == 0 then
-    return "/boot/v1/bootscript?mac=" .. macs[k], nil
-  end
-  return "/cloud-init/" .. names[k] .. "/" .. docs[d], ips[k]
-end
-
 function request()
-  local path, ip = path_of(pos)
+  -- pos counts requests from 0 and goes round; the Lua tables are 1-based.
+  local k = pos % n + 1
+  local path, ip = paths[k], ips[k]
   pos = pos + 1
   issued = issued + 1
   -- Built by hand rather than with wrk.format(): it runs for every request, on the same two
@@ -94,7 +84,7 @@ end
 
 function once_response(status, headers, body)
   responses = responses + 1
-  -- wrk cannot send "nothing": once its slice is issued, a thread goes on with the next pairs
+  -- wrk cannot send "nothing": once its slice is issued, a thread goes on with the next requests
   -- (repeats from the start of the next slice) until its connections are drained. Each
   -- connection carries one request at a time, so when as many responses as the slice has
   -- arrived, at most one request per connection of this thread is unanswered, and any request

@@ -9,19 +9,20 @@
 #
 # What it does, in order (docs/performance.md explains the method and the numbers):
 #  1. installs wrk and nginx from Debian if they are missing;
-#  2. writes a site of N nodes with target/release/nodeboot-synth;
+#  2. writes a site of N nodes and its request list with target/release/nodeboot-bench;
 #  3. starts `nodeboot serve` on 127.0.0.1 and records its cold start (process start to the
 #     first 200 from /readyz) and its RSS;
-#  4. dumps, for every node, the bootscript for its MAC and its meta-data, user-data and
-#     vendor-data from nodeboot, and serves that dump with nginx under the same URLs;
-#  5. checks a sample of URLs is byte-identical on both servers;
+#  4. writes, straight from nodeboot-core, the tree of what nodeboot answers (for every node,
+#     the bootscript for its MAC and its meta-data, user-data and vendor-data) and serves it
+#     with nginx under the same URLs;
+#  5. checks a sample of URLs against the tree, byte for byte, on both servers;
 #  6. runs wrk (bench/storm.lua) for each scenario x connection count x server, at saturation
 #     (closed loop), then bootscript requests paced to about --paced-rps in total (each
 #     connection pauses between requests) for latency below saturation; 0 skips those;
 #  7. the full storm: every node's four requests once (wrk, 4N requests, errors counted),
 #     then the same 4N requests once more with an exact client that checks every status and
-#     body (bench/nbfetch.py compare --all);
-#  8. prints a Markdown table and leaves raw results in --out.
+#     body (nodeboot-bench compare --all);
+#  8. prints a Markdown table (nodeboot-bench report) and leaves raw results in --out.
 # Every server and client runs on 127.0.0.1 and every process it starts is stopped on exit.
 
 set -euo pipefail
@@ -76,10 +77,11 @@ log() { printf '[storm %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # --- binaries --------------------------------------------------------------------------------
 nodeboot=$repo/target/release/nodeboot
-synth=$repo/target/release/nodeboot-synth
-if [ ! -x "$nodeboot" ] || [ ! -x "$synth" ]; then
+bench=$repo/target/release/nodeboot-bench
+if [ ! -x "$nodeboot" ] || [ ! -x "$bench" ]; then
     # Building takes minutes on 2 cores and others may be compiling: leave it to the caller.
-    echo "storm.sh: $nodeboot or $synth is missing; build them first: cargo build --release" >&2
+    echo "storm.sh: $nodeboot or $bench is missing; build them first:" \
+        "cargo build --release -p nodeboot -p nodeboot-bench" >&2
     exit 1
 fi
 
@@ -99,9 +101,7 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-for tool in curl python3; do
-    command -v "$tool" >/dev/null || { echo "storm.sh: $tool is required" >&2; exit 1; }
-done
+command -v curl >/dev/null || { echo "storm.sh: curl is required" >&2; exit 1; }
 
 # wrk at 1024 connections, the server under test and nginx's workers each need more than the
 # usual 1024 file descriptors: take what the hard limit allows, up to 65536.
@@ -117,10 +117,10 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 [ -n "$out" ] || out=$here/results/$stamp-n$nodes
 mkdir -p "$out/raw"
 out=$(cd "$out" && pwd)
-# A reused --out starts empty of a previous run's raw files (report.py reads all of raw/).
+# A reused --out starts empty of a previous run's raw files (the report reads all of raw/).
 rm -f "$out"/raw/*.txt "$out"/raw/*.tcp "$out/compare-sample.txt"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nodeboot-storm.XXXXXX")
-# nginx workers drop root privileges (user nobody): they must be able to read the dump.
+# nginx workers drop root privileges (user nobody): they must be able to read the tree.
 chmod 755 "$tmp"
 
 nodeboot_pid=""
@@ -156,17 +156,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Three free loopback ports: ask the kernel, then release them for the servers.
-read -r nb_port admin_port nginx_port < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(3):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(*(s.getsockname()[1] for s in socks))
-EOF
-)
+# Three free loopback ports: the kernel picks them, nodeboot-bench releases them for the servers.
+read -r nb_port admin_port nginx_port < <("$bench" free-ports 3)
 nb=127.0.0.1:$nb_port
 admin=127.0.0.1:$admin_port
 ngx=127.0.0.1:$nginx_port
@@ -174,7 +165,7 @@ ngx=127.0.0.1:$nginx_port
 now_ns() { date +%s%N; }
 
 # step CMD...: runs a long step in the background and waits for it. bash runs a trap only once
-# its foreground command is over, so a TERM during a one-minute dump would wait for the dump;
+# its foreground command is over, so a TERM during a long compare would wait for the compare;
 # `wait` returns at once on a signal, and cleanup then ends the step too.
 step() {
     local rc=0
@@ -199,24 +190,30 @@ rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
     echo "git: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet -- src Cargo.toml 2>/dev/null || echo ' (src modified)')"
     echo "wrk: $(wrk -v 2>&1 | head -1)"
     echo "nginx: $("$nginx_bin" -v 2>&1)"
-    echo "python: $(python3 --version 2>&1)"
+    echo "nodeboot-bench: binary sha256 $(sha256sum "$bench" | cut -c1-12), built $(date -u -r "$bench" +%Y-%m-%dT%H:%M:%SZ)"
 } > "$out/env.txt"
 cat "$out/env.txt" >&2
 
 # --- the site --------------------------------------------------------------------------------
-log "writing a site of $nodes nodes"
-step "$synth" --nodes "$nodes" --out "$tmp/site" --macs "$tmp/macs"
-step python3 "$here/nbfetch.py" nodes --macs "$tmp/macs" --out "$tmp/nodes.tsv" >&2
+log "writing a site of $nodes nodes and its requests"
+step "$bench" site --nodes "$nodes" --out "$tmp/site"
+step "$bench" requests --nodes "$nodes" --out "$tmp/requests.tsv"
 
 # --- nodeboot --------------------------------------------------------------------------------
+# What nodeboot renders depends on these two: the tree is written with the same ones.
+advertise_url=http://$nb
+retry_max_delay=60
 nb_args=(serve --manifests "$tmp/site" --listen "$nb" --admin-listen "$admin"
+         --advertise-url "$advertise_url" --retry-max-delay "$retry_max_delay"
          --cloud-init-source-check "$source_check")
 xff=0
+compare_xff=()
 if [ "$source_check" = on ]; then
     # Source check on: every node's cloud-init data is served only to its own address, so the
     # load generator names it in X-Forwarded-For and nodeboot trusts loopback as a proxy.
     nb_args+=(--trusted-proxies 127.0.0.1/32)
     xff=1
+    compare_xff=(--forwarded-for)
 fi
 log "starting nodeboot ${nb_args[*]}"
 t0=$(now_ns)
@@ -238,13 +235,11 @@ cold_start_ms=$(( (ready - t0) / 1000000 ))
 rss_ready_kb=$(rss_kb "$nodeboot_pid" VmRSS)
 log "nodeboot ready in $cold_start_ms ms, RSS $((rss_ready_kb / 1024)) MiB"
 
-step python3 "$here/nbfetch.py" names --nodes "$tmp/nodes.tsv" --admin "$admin" >&2
-
-# --- the dump and nginx ----------------------------------------------------------------------
-log "dumping what nodeboot serves ($((4 * nodes)) responses)"
-step python3 "$here/nbfetch.py" dump --nodes "$tmp/nodes.tsv" --server "$nb" --dir "$tmp/www" \
-    --concurrency 8 > "$out/dump.txt"
-cat "$out/dump.txt" >&2
+# --- the tree and nginx ----------------------------------------------------------------------
+log "writing the tree of what nodeboot answers ($(wc -l < "$tmp/requests.tsv") files)"
+step "$bench" tree --nodes "$nodes" --advertise-url "$advertise_url" \
+    --retry-max-delay "$retry_max_delay" --out "$tmp/www" > "$out/tree.txt"
+cat "$out/tree.txt" >&2
 chmod -R a+rX "$tmp/www"
 
 mkdir -p "$tmp/nginx/tmp"
@@ -309,19 +304,21 @@ for _ in $(seq 500); do
 done
 
 # --- same bytes from both --------------------------------------------------------------------
-log "checking a sample of URLs is byte-identical on nodeboot and nginx"
+log "checking a sample of URLs is byte-identical to the tree on nodeboot and nginx"
 for server in nodeboot nginx; do
     addr=$nb; [ $server = nodeboot ] || addr=$ngx
-    step python3 "$here/nbfetch.py" compare --nodes "$tmp/nodes.tsv" --server "$addr" \
-        --dir "$tmp/www" --label "$server" --sample 250 --concurrency 4 >> "$out/compare-sample.txt"
+    step "$bench" compare --requests "$tmp/requests.tsv" --tree "$tmp/www" --server "$addr" \
+        --label "$server" --sample 1000 --connections 4 "${compare_xff[@]}" \
+        >> "$out/compare-sample.txt"
 done
 cat "$out/compare-sample.txt" >&2
 # The headers differ a little (nginx adds Server, Accept-Ranges, Connection): keep them on record.
 {
-    read -r mac name _ < "$tmp/nodes.tsv"
+    boot_path=$(grep -m1 '^/boot/' "$tmp/requests.tsv" | cut -f1)
+    meta_path=$(grep -m1 $'/meta-data\t' "$tmp/requests.tsv" | cut -f1)
     for server in nodeboot nginx; do
         addr=$nb; [ $server = nodeboot ] || addr=$ngx
-        for path in "/boot/v1/bootscript?mac=$mac" "/cloud-init/$name/meta-data"; do
+        for path in "$boot_path" "$meta_path"; do
             echo "== $server GET $path"
             curl -s -D - -o /dev/null "http://$addr$path" | tr -d '\r'
         done
@@ -349,7 +346,7 @@ run_wrk() {
     tcp_counters > "$out/raw/$label.tcp"
     wrk -t "$threads" -c "$conns" -d "$dur" --timeout 2s --latency \
         -s "$here/storm.lua" "http://$addr" -- \
-        "$tmp/nodes.tsv" "$scenario" "$mode" "$threads" "$xff" "$markers" "$delay_ms" \
+        "$tmp/requests.tsv" "$scenario" "$mode" "$threads" "$xff" "$markers" "$delay_ms" \
         > "$out/raw/$label.txt" 2>&1 &
     wrk_pid=$!
     if [ -n "$markers" ]; then
@@ -386,7 +383,7 @@ for run in $(seq "$repeat"); do
         for c in $connections; do
             # Both servers back to back at each point, and whole rounds repeated rather than
             # each point, so that a change of machine load (others compiling, VMs booting)
-            # falls on both servers rather than on one series. report.py takes medians.
+            # falls on both servers rather than on one series. The report takes medians.
             for server in nodeboot nginx; do
                 addr=$nb; [ $server = nodeboot ] || addr=$ngx
                 label=$scenario-c$c-$server-r$run
@@ -399,7 +396,7 @@ for run in $(seq "$repeat"); do
     if [ "$paced_rps" -gt 0 ]; then
         for c in $connections; do
             # wrk's delay() is in whole milliseconds: c connections pausing d ms offer at most
-            # c * 1000 / d requests/s; report.py shows what was really served.
+            # c * 1000 / d requests/s; the report shows what was really served.
             delay_ms=$(( c * 1000 / paced_rps ))
             [ "$delay_ms" -ge 1 ] || { log "skip paced run at $c connections: $paced_rps req/s needs < 1 ms pauses"; continue; }
             for server in nodeboot nginx; do
@@ -426,8 +423,8 @@ if [ "$full_storm" -eq 1 ]; then
     metrics > "$out/raw/full-storm-metrics-after.txt"
     cat "$tmp/markers"/* > "$out/raw/full-storm-threads.txt"
     log "full storm (exact): the same $((4 * nodes)) requests once each, shuffled, every body checked"
-    step python3 "$here/nbfetch.py" compare --all --shuffle --nodes "$tmp/nodes.tsv" --server "$nb" \
-        --dir "$tmp/www" --label nodeboot-full --concurrency "$full_connections" \
+    step "$bench" compare --all --shuffle --requests "$tmp/requests.tsv" --tree "$tmp/www" \
+        --server "$nb" --label nodeboot-full --connections "$full_connections" "${compare_xff[@]}" \
         > "$out/raw/full-storm-exact.txt" 2>&1 || true
     cat "$out/raw/full-storm-exact.txt" >&2
 fi
@@ -441,5 +438,5 @@ cat > "$out/nodeboot.json" <<EOF
 EOF
 echo "uptime at the end: $(uptime)" >> "$out/env.txt"
 
-python3 "$here/report.py" "$out" | tee "$out/summary.md"
+"$bench" report "$out" | tee "$out/summary.md"
 log "raw results in $out"

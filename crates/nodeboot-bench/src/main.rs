@@ -1,49 +1,115 @@
-//! Writes a synthetic site of N nodes as manifests, for benchmarks:
-//! `nodeboot-synth --nodes 100000 --out /tmp/site` then `nodeboot serve --manifests /tmp/site`.
+//! `nodeboot-bench`: the tools bench/storm.sh runs, each straight from nodeboot-core.
+//!
+//!   nodeboot-bench site --nodes 100000 --out /tmp/site
+//!   nodeboot-bench requests --nodes 100000 --out /tmp/requests.tsv
+//!   nodeboot-bench tree --nodes 100000 --advertise-url http://127.0.0.1:8080 --out /tmp/www
+//!   nodeboot-bench compare --requests /tmp/requests.tsv --tree /tmp/www --server 127.0.0.1:8080
+//!   nodeboot-bench report bench/results/RUN
+//!   nodeboot-bench free-ports 3
 
-use std::path::PathBuf;
+mod cli;
+
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
+use nodeboot_bench::compare::{CompareOptions, Selection, compare, load_expected, select};
+use nodeboot_bench::{ports, report, requests, site, tree};
+use nodeboot_core::render::RenderSettings;
 
-#[derive(Parser)]
-#[command(about = "Write a synthetic site (NodeGroups and BootConfigs) as manifests")]
-struct Args {
-    /// Number of nodes (in cabinets of 5000).
-    #[arg(long, default_value_t = 1000)]
-    nodes: usize,
-    /// Directory to write into (created if missing).
-    #[arg(long)]
-    out: PathBuf,
-    /// Also write one MAC per line to this file, for load generators.
-    #[arg(long)]
-    macs: Option<PathBuf>,
-}
+use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let site = nodeboot_bench::synthetic::site(args.nodes);
-    let run = || -> Result<(), String> {
-        std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-        for (name, text) in
-            nodeboot_bench::synthetic::site_manifests(&site).map_err(|e| e.to_string())?
-        {
-            let path = args.out.join(name);
-            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        if let Some(path) = &args.macs {
-            let macs: String = (0..args.nodes)
-                .map(|i| nodeboot_bench::synthetic::node_mac(i) + "\n")
-                .collect();
-            std::fs::write(path, macs).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        Ok(())
-    };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(Cli::parse().command) {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("nodeboot-synth: {e}");
+            eprintln!("nodeboot-bench: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Requests do not depend on rendering; any settings do.
+fn listing_settings() -> RenderSettings {
+    RenderSettings {
+        server_url: "http://127.0.0.1".into(),
+        retry_max_delay: 60,
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match command {
+        Command::Site { site, out } => {
+            site::write_manifests(site.nodes, &out)?;
+        }
+        Command::Requests { site, out } => {
+            let snapshot = site::snapshot(site.nodes, &listing_settings());
+            let list = requests::storm_requests(&snapshot);
+            requests::write(&list, &out)?;
+            eprintln!("{} requests -> {}", list.len(), out.display());
+        }
+        Command::Tree { site, render, out } => {
+            let started = Instant::now();
+            let snapshot = site::snapshot(site.nodes, &render.settings());
+            let list = requests::storm_requests(&snapshot);
+            let summary = tree::write_tree(&snapshot, &list, &out)?;
+            println!(
+                "tree: {:.1}s -> {}; {summary}",
+                started.elapsed().as_secs_f64(),
+                out.display()
+            );
+        }
+        Command::Compare {
+            requests: requests_file,
+            tree,
+            server,
+            label,
+            all,
+            sample,
+            shuffle,
+            seed,
+            connections,
+            forwarded_for,
+            timeout,
+        } => {
+            let selection = if all {
+                Selection::All {
+                    shuffle: shuffle.then_some(seed),
+                }
+            } else {
+                Selection::Sample {
+                    count: sample,
+                    seed,
+                }
+            };
+            let lines = select(requests::read(&requests_file)?, selection);
+            let expected = load_expected(&tree, &lines)?;
+            let options = CompareOptions {
+                server,
+                label: label.clone(),
+                connections,
+                forwarded_for,
+                timeout: Duration::from_secs(timeout),
+            };
+            let (summary, examples) = compare(lines, expected, &options)?;
+            for e in &examples {
+                eprintln!("compare {label}: {e}");
+            }
+            println!("COMPARE {}", serde_json::to_string(&summary)?);
+            if !summary.all_identical() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::FreePorts { count } => {
+            let ports: Vec<String> = ports::free_ports(count)?
+                .iter()
+                .map(u16::to_string)
+                .collect();
+            println!("{}", ports.join(" "));
+        }
+        Command::Report { dir } => {
+            print!("{}", report::report(&dir)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
