@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo clippy (every target of the workspace, the e2e tier's included)"
+cargo clippy --workspace --all-targets --locked --features e2e -- -D warnings
 
 echo "== Debian packages for the tests"
 hack/install-test-deps.sh
@@ -26,7 +26,10 @@ hack/helm.sh >/dev/null
 echo "   helm ready after $((SECONDS - t0))s"
 export NODEBOOT_TEST_STATE="${NODEBOOT_TEST_STATE:-${TMPDIR:-/tmp}/nodeboot-test-apiserver}"
 eval "$(hack/test-apiserver.sh start)"
+# Stopped however this script ends: on INT or TERM, exit so that the EXIT trap runs.
 trap 'hack/test-apiserver.sh stop >/dev/null 2>&1 || true' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-echo "== cargo test"
-cargo test --locked --lib --bins --tests
+echo "== cargo test (the default tier and the e2e tier, every crate)"
+cargo test --workspace --locked --features e2e --lib --bins --tests

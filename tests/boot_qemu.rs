@@ -9,10 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use support::{Nodeboot, manifest_dir, rewrite};
+use support::{Nodeboot, REPO, manifest_dir, rewrite};
 use tokio::sync::Semaphore;
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// A boot takes ~10 s under emulation on an idle core; leave room for a loaded machine.
 const BOOT_TIMEOUT_SECS: u64 = 240;
 /// Two cores: more VMs at once only slow every one of them down.

@@ -4,7 +4,9 @@ mod support;
 
 use std::process::Command;
 
-use support::{Nodeboot, manifest_dir};
+use support::manifests::{EXAMPLES_CONFIGS, EXAMPLES_SITE};
+use support::process::stdout_of;
+use support::{Nodeboot, examples, manifest_dir};
 
 /// Runs `cloud-init schema --config-file` on `doc`; returns (success, output).
 fn cloud_init_schema(doc: &str, name: &str) -> (bool, String) {
@@ -26,13 +28,7 @@ fn cloud_init_schema(doc: &str, name: &str) -> (bool, String) {
 
 #[tokio::test]
 async fn example_user_data_passes_cloud_init_schema() {
-    let dir = manifest_dir(&[
-        ("site.yaml", include_str!("../examples/site.yaml")),
-        (
-            "bootconfigs.yaml",
-            include_str!("../examples/bootconfigs.yaml"),
-        ),
-    ]);
+    let dir = examples();
     // The GPU nodes have static addresses; this client is not them.
     let nb = Nodeboot::serve(dir.path(), &["--cloud-init-source-check", "off"]).await;
     let nodes = [
@@ -80,11 +76,8 @@ fn the_check_refuses_invalid_cloud_config() {
 async fn meta_data_reads_back_in_cloud_inits_yaml_reader() {
     let tricky = "apiVersion: nodeboot.io/v1alpha1\nkind: NodeGroup\nmetadata: {name: g, namespace: hpc}\nspec:\n  metaData: {ip: 10.1.0.5, port: \"514\", answer: \"yes\", when: \"2024-01-01\", at: \"12:30\", nested: {a: [1, \"b: c\"]}, odd: \"x\\u0085y\", text: \"line1\\nline2 # not a comment\"}\n  nodes:\n  - {name: n1, macs: [\"02:00:00:00:00:01\"]}\n";
     let dir = manifest_dir(&[
-        ("site.yaml", include_str!("../examples/site.yaml")),
-        (
-            "bootconfigs.yaml",
-            include_str!("../examples/bootconfigs.yaml"),
-        ),
+        ("site.yaml", EXAMPLES_SITE),
+        ("bootconfigs.yaml", EXAMPLES_CONFIGS),
         ("tricky.yaml", tricky),
     ]);
     let nb = Nodeboot::serve(dir.path(), &["--cloud-init-source-check", "off"]).await;
@@ -105,12 +98,11 @@ async fn meta_data_reads_back_in_cloud_inits_yaml_reader() {
             .arg(&path)
             .output()
             .expect("python3 with PyYAML (installed with cloud-init)");
-        assert!(
-            out.status.success(),
-            "PyYAML refused {node}'s meta-data:\n{yaml}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        let read_back = stdout_of(
+            format_args!("PyYAML reading {node}'s meta-data\n{yaml}"),
+            &out,
         );
-        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let got: serde_json::Value = serde_json::from_str(&read_back).unwrap();
         assert_eq!(got, want, "{node}: PyYAML read\n{yaml}");
     }
 }

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize as _;
 use serde_json::{Value, json};
-use support::Nodeboot;
 use support::apiserver::{self, TestApi, examples_in};
+use support::process::{dies_with_spawning_thread, stdout_of};
+use support::wait::eventually;
+use support::{Nodeboot, REPO};
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/nodeboot");
 /// Longest one helm or kubectl call may take.
 const CALL_LIMIT: Duration = Duration::from_secs(120);
@@ -31,7 +32,8 @@ const BUILD_LIMIT: Duration = Duration::from_secs(1800);
 fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
     let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    cmd.stdin(Stdio::null())
+    dies_with_spawning_thread(&mut cmd)
+        .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).expect("stdout file"))
         .stderr(std::fs::File::create(&err_path).expect("stderr file"))
         .process_group(0);
@@ -112,13 +114,7 @@ impl Helm {
 
     /// Runs helm and returns stdout; panics with stderr when it fails.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "helm {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of(format_args!("helm {args:?}"), &self.run(args))
     }
 
     /// `helm template` of the chart as release "nb" in `namespace`, parsed.
@@ -195,58 +191,6 @@ fn assert_binary_accepts(args: &[String]) {
         out.status.code() == Some(1) && stderr.contains("cannot reach the Kubernetes API"),
         "nodeboot {args:?}: {:?}\n{stderr}",
         out.status
-    );
-}
-
-/// Polls `check` until it returns Some, for up to `limit`; panics with `what` otherwise.
-async fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-#[test]
-fn chart_crds_are_byte_identical_to_the_generated_crds() {
-    let names = |dir: &str| {
-        let mut n: Vec<String> = std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("{dir}: {e}"))
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        n.sort();
-        n
-    };
-    let top = format!("{REPO}/crds");
-    let chart = format!("{CHART}/crds");
-    assert_eq!(
-        names(&top),
-        names(&chart),
-        "charts/nodeboot/crds/ must hold the same files as crds/"
-    );
-    for name in names(&top) {
-        let a = std::fs::read(format!("{top}/{name}")).expect("crd");
-        let b = std::fs::read(format!("{chart}/{name}")).expect("crd");
-        assert!(
-            a == b,
-            "charts/nodeboot/crds/{name} differs from crds/{name}: run `cp crds/*.yaml charts/nodeboot/crds/`"
-        );
-    }
-}
-
-#[test]
-fn chart_app_version_is_the_crate_version() {
-    let chart: Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(format!("{CHART}/Chart.yaml")).expect("Chart.yaml"),
-    )
-    .expect("Chart.yaml parses");
-    assert_eq!(
-        chart["appVersion"],
-        env!("CARGO_PKG_VERSION"),
-        "Chart.yaml appVersion must be Cargo.toml's version (it is the default image tag)"
     );
 }
 
@@ -796,12 +740,7 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
         .env("KUBECONFIG", &kubeconfig)
         .output()
         .expect("explain runs");
-    assert!(
-        explain.status.success(),
-        "{}",
-        String::from_utf8_lossy(&explain.stderr)
-    );
-    assert!(String::from_utf8_lossy(&explain.stdout).contains("gpu-rocky9"));
+    assert!(stdout_of("nodeboot explain", &explain).contains("gpu-rocky9"));
 
     // Not one refusal on the way.
     let logs = op.logs();

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::apiserver::{self, TestApi, examples_in};
+use support::process::dies_with_spawning_thread;
+use support::wait::eventually;
 use support::{Nodeboot, get};
 
 async fn operator(api: &TestApi, namespace: &str, extra: &[&str]) -> Nodeboot {
@@ -22,22 +24,6 @@ async fn operator(api: &TestApi, namespace: &str, extra: &[&str]) -> Nodeboot {
         support::free_port()
     ));
     Nodeboot::spawn(&args, &[("KUBECONFIG", &api.kubeconfig_str())], &log).await
-}
-
-/// Polls `check` until it returns Some, for up to `limit`; panics with `what` otherwise.
-async fn eventually<T>(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> Option<T>,
-) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return (v, start.elapsed());
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn group_status(api: &TestApi, ns: &str, name: &str) -> Value {
@@ -69,7 +55,7 @@ fn events(api: &TestApi, ns: &str) -> Vec<Value> {
 async fn crds_install_and_document_their_fields() {
     let api = apiserver::shared();
     // The API server publishes a new CRD's OpenAPI a few seconds after it is established.
-    let (explain, _) = eventually("kubectl explain nodegroup", Duration::from_secs(60), || {
+    let explain = eventually("kubectl explain nodegroup", Duration::from_secs(60), || {
         let out = api.kubectl(&["explain", "nodegroup.spec.nodes"]);
         out.status
             .success()
@@ -168,13 +154,17 @@ async fn operator_resolves_writes_status_and_serves_what_it_says() {
     api.apply_ok(&ns, &examples_in(&ns));
     let mut op = operator(api, &ns, &[]).await;
 
-    let (_, took) = eventually("status of both NodeGroups", Duration::from_secs(60), || {
+    let started = Instant::now();
+    eventually("status of both NodeGroups", Duration::from_secs(60), || {
         let g = group_status(api, &ns, "cabinet-x1000");
         let g2 = group_status(api, &ns, "cabinet-x1001");
         (g["status"]["assignedCount"] == 4 && g2["status"]["assignedCount"] == 2).then_some(())
     })
     .await;
-    eprintln!("example site resolved into status after {took:?}");
+    eprintln!(
+        "example site resolved into status after {:?}",
+        started.elapsed()
+    );
     let g = group_status(api, &ns, "cabinet-x1000");
     assert_eq!(
         g["status"]["observedGeneration"],
@@ -253,7 +243,7 @@ async fn operator_resolves_writes_status_and_serves_what_it_says() {
 
     // A tie: Conflict in NodeGroup status, on both BootConfigs, and as events.
     api.apply_ok(&ns, "apiVersion: nodeboot.io/v1alpha1\nkind: BootConfig\nmetadata: {name: rival}\nspec:\n  nodeSelector: {matchLabels: {cabinet: x1000}}\n  kernel: http://images.example/rival/vmlinuz\n");
-    let (g, _) = eventually("tie reported", Duration::from_secs(30), || {
+    let g = eventually("tie reported", Duration::from_secs(30), || {
         let g = group_status(api, &ns, "cabinet-x1000");
         (g["status"]["conflictCount"] == 4).then_some(g)
     })
@@ -272,7 +262,7 @@ async fn operator_resolves_writes_status_and_serves_what_it_says() {
         b.contains("in conflict")
     })
     .await;
-    let (rival, _) = eventually("rival status", Duration::from_secs(30), || {
+    let rival = eventually("rival status", Duration::from_secs(30), || {
         let bc = api.get_json(&ns, "bc/rival");
         ready(&bc).is_some().then_some(bc)
     })
@@ -301,7 +291,7 @@ async fn operator_resolves_writes_status_and_serves_what_it_says() {
 
     // A duplicate MAC across NodeGroups: Conflict for both nodes, named in the message.
     api.apply_ok(&ns, "apiVersion: nodeboot.io/v1alpha1\nkind: NodeGroup\nmetadata: {name: spares}\nspec:\n  labels: {role: compute}\n  nodes:\n  - {name: spare0, macs: [\"02-00-00-00-11-01\"]}\n");
-    let (g2, _) = eventually("duplicate MAC reported", Duration::from_secs(30), || {
+    let g2 = eventually("duplicate MAC reported", Duration::from_secs(30), || {
         let g = group_status(api, &ns, "cabinet-x1001");
         (g["status"]["conflictCount"] == 1).then_some(g)
     })
@@ -328,7 +318,7 @@ async fn operator_resolves_writes_status_and_serves_what_it_says() {
         "bc/gpu-rocky9",
         r#"{"spec":{"params":"console={{ oops"}}"#,
     );
-    let (bc, _) = eventually("InvalidSpec on gpu-rocky9", Duration::from_secs(30), || {
+    let bc = eventually("InvalidSpec on gpu-rocky9", Duration::from_secs(30), || {
         let bc = api.get_json(&ns, "bc/gpu-rocky9");
         (ready(&bc).is_some_and(|c| c["reason"] == "InvalidSpec")).then_some(bc)
     })
@@ -375,32 +365,24 @@ async fn two_replicas_one_leader_both_serve_and_hand_over() {
     let ns = api.fresh_namespace("ha");
     api.apply_ok(&ns, &examples_in(&ns));
     let lease = "nodeboot-leader";
-    let election = |id: &'static str| {
+    let election = |id| {
         [
             "--leader-election",
             "on",
             "--lease-namespace",
-            "NS",
+            ns.as_str(),
             "--lease-duration",
             "6",
             "--identity",
             id,
         ]
     };
-    let args_a: Vec<&str> = election("replica-a")
-        .iter()
-        .map(|a| if *a == "NS" { ns.as_str() } else { a })
-        .collect();
-    let args_b: Vec<&str> = election("replica-b")
-        .iter()
-        .map(|a| if *a == "NS" { ns.as_str() } else { a })
-        .collect();
-    let a = operator(api, &ns, &args_a).await;
+    let a = operator(api, &ns, &election("replica-a")).await;
     eventually("replica-a leads", Duration::from_secs(30), || {
         (lease_holder(api, &ns, lease).as_deref() == Some("replica-a")).then_some(())
     })
     .await;
-    let b = operator(api, &ns, &args_b).await;
+    let b = operator(api, &ns, &election("replica-b")).await;
     eventually("status written", Duration::from_secs(30), || {
         (group_status(api, &ns, "cabinet-x1000")["status"]["assignedCount"] == 4).then_some(())
     })
@@ -529,7 +511,8 @@ async fn serving_survives_an_api_server_outage_and_catches_up() {
         .create(true)
         .open(api.state.join("kube-apiserver.log"))
         .unwrap();
-    let mut child = std::process::Command::new(&argv[0])
+    // Stopped by `drop(api)` through the pid file, or by the kernel if the test process dies.
+    let mut child = dies_with_spawning_thread(&mut std::process::Command::new(&argv[0]))
         .args(&argv[1..])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -609,7 +592,7 @@ async fn twenty_thousand_nodes_in_four_groups() {
     ]);
     let started = Instant::now();
     let op = operator(api, &ns, &[]).await;
-    let ((), took) = eventually("20,000 nodes in status", Duration::from_secs(300), || {
+    eventually("20,000 nodes in status", Duration::from_secs(300), || {
         (0..4)
             .all(|g| group_status(api, &ns, &format!("cab{g}"))["status"]["assignedCount"] == 5000)
             .then_some(())
@@ -619,7 +602,6 @@ async fn twenty_thousand_nodes_in_four_groups() {
         "20,000 nodes: operator start to all status written: {:?}",
         started.elapsed()
     );
-    let _ = took;
     let (_, _, body) = op.get("/boot/v1/bootscript?mac=02:10:00:00:4e:1f").await;
     assert!(body.contains("xname=x3c0s4999b0n0 nid=19999"), "{body}");
     let (_, _, body) = op.get("/boot/v1/bootscript?nid=12345").await;

@@ -2,30 +2,8 @@
 
 mod support;
 
-use support::{Nodeboot, manifest_dir, rewrite};
-
-const EXAMPLES_SITE: &str = include_str!("../examples/site.yaml");
-const EXAMPLES_CONFIGS: &str = include_str!("../examples/bootconfigs.yaml");
-
-fn examples() -> tempfile::TempDir {
-    manifest_dir(&[
-        ("site.yaml", EXAMPLES_SITE),
-        ("bootconfigs.yaml", EXAMPLES_CONFIGS),
-    ])
-}
-
-/// A BootConfig for every node of namespace `hpc`, with `params` as given.
-fn config(name: &str, priority: i32, selector: &str, params: &str) -> String {
-    format!(
-        "apiVersion: nodeboot.io/v1alpha1\nkind: BootConfig\nmetadata: {{name: {name}, namespace: hpc}}\nspec:\n  nodeSelector: {selector}\n  priority: {priority}\n  kernel: http://img/{name}/vmlinuz\n  initrd: http://img/{name}/initrd\n  params: {params:?}\n"
-    )
-}
-
-fn group(name: &str, nodes: &str) -> String {
-    format!(
-        "apiVersion: nodeboot.io/v1alpha1\nkind: NodeGroup\nmetadata: {{name: {name}, namespace: hpc}}\nspec:\n  labels: {{role: compute}}\n  metaData: {{syslog_aggregator: 10.1.0.5}}\n  nodes:\n{nodes}"
-    )
-}
+use support::manifests::{EXAMPLES_CONFIGS, EXAMPLES_SITE, config, group};
+use support::{Nodeboot, examples, manifest_dir, rewrite};
 
 #[tokio::test]
 async fn every_example_node_gets_its_own_boot() {
@@ -624,7 +602,8 @@ async fn inventory_values_cannot_inject_ipxe_commands() {
         ),
     ] {
         std::fs::write(dir.path().join("bad.yaml"), group("bad", bad)).unwrap();
-        nb.wait_log("bad.yaml: document 1: NodeGroup").await;
+        nb.wait_log("bad.yaml: document 1: line 1: NodeGroup hpc/bad:")
+            .await;
         let (_, _, body) = nb.get("/boot/v1/bootscript?mac=02:00:00:00:00:09").await;
         assert!(
             body.contains("in no NodeGroup") && !body.contains("shell"),

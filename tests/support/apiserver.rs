@@ -1,23 +1,29 @@
 //! The real test API server (etcd + kube-apiserver, built by hack/envtest-assets.sh and
 //! started by hack/test-apiserver.sh on loopback) and kubectl against it.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+use super::REPO;
+use super::manifests::{EXAMPLES_CONFIGS, EXAMPLES_SITE};
+use super::process::{OnExit, stdout_of};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/test-apiserver.sh");
 
 pub struct TestApi {
     pub state: PathBuf,
     pub kubeconfig: PathBuf,
     pub assets: PathBuf,
-    owned: bool,
+    /// Stops the server when dropped or when the test process exits; `None` for a server
+    /// someone else started (hack/test.sh), which is theirs to stop.
+    stop: Option<OnExit>,
 }
 
+/// Starts the server of `state`, or reuses it when it runs already.
 fn start(state: &Path) -> TestApi {
-    let out = Command::new(format!("{REPO}/hack/test-apiserver.sh"))
+    let out = Command::new(SCRIPT)
         .arg("start")
         .env("NODEBOOT_TEST_STATE", state)
         .stderr(Stdio::inherit())
@@ -35,18 +41,53 @@ fn start(state: &Path) -> TestApi {
         state: state.to_owned(),
         kubeconfig: value("KUBECONFIG"),
         assets: value("KUBEBUILDER_ASSETS"),
-        owned: false,
+        stop: None,
     }
 }
 
-/// The API server shared by the tests of one run, with nodeboot's CRDs installed.
+fn is_running(state: &Path) -> bool {
+    Command::new(SCRIPT)
+        .arg("status")
+        .env("NODEBOOT_TEST_STATE", state)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A server in a state directory of this process's own, stopped when the returned value is
+/// dropped or, at the latest, when the test process exits.
+fn owned(name: &str) -> TestApi {
+    let state = std::env::temp_dir().join(format!(
+        "nodeboot-test-apiserver-{name}-{}",
+        std::process::id()
+    ));
+    // Armed before the start, so that a start that fails half-way is cleaned up too.
+    let stop = OnExit::run(
+        SCRIPT,
+        &["stop"],
+        &[("NODEBOOT_TEST_STATE", state.as_os_str())],
+    );
+    let mut api = start(&state);
+    api.stop = Some(stop);
+    api
+}
+
+/// The API server shared by the tests of one run, with nodeboot's CRDs installed: the one at
+/// `NODEBOOT_TEST_STATE` (default /tmp/nodeboot-test-apiserver) when it runs (hack/test.sh
+/// starts it, and stops it after every test binary), else one of this process's own.
 pub fn shared() -> &'static TestApi {
     static API: OnceLock<TestApi> = OnceLock::new();
     API.get_or_init(|| {
-        let state = std::env::var("NODEBOOT_TEST_STATE")
+        let state = std::env::var_os("NODEBOOT_TEST_STATE")
             .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from("/tmp/nodeboot-test-apiserver"));
-        let api = start(&state);
+            .unwrap_or_else(|| PathBuf::from("/tmp/nodeboot-test-apiserver"));
+        // Never start a server at a shared path: the next test binary could take it over just
+        // before this one's exit stops it.
+        let api = if is_running(&state) {
+            start(&state)
+        } else {
+            owned("shared")
+        };
         api.install_crds();
         api
     })
@@ -61,24 +102,7 @@ pub fn dedicated(name: &str) -> TestApi {
 
 /// Like `dedicated`, without nodeboot's CRDs: a new cluster, as an installer finds it.
 pub fn dedicated_without_crds(name: &str) -> TestApi {
-    let state = std::env::temp_dir().join(format!(
-        "nodeboot-test-apiserver-{name}-{}",
-        std::process::id()
-    ));
-    let mut api = start(&state);
-    api.owned = true;
-    api
-}
-
-impl Drop for TestApi {
-    fn drop(&mut self) {
-        if self.owned {
-            let _ = Command::new(format!("{REPO}/hack/test-apiserver.sh"))
-                .arg("stop")
-                .env("NODEBOOT_TEST_STATE", &self.state)
-                .status();
-        }
-    }
+    owned(name)
 }
 
 impl TestApi {
@@ -102,12 +126,18 @@ impl TestApi {
         self.assets.join("kubectl")
     }
 
-    pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(self.kubectl_bin())
-            .arg("--kubeconfig")
+    /// kubectl talking to this server, with a cache of its own.
+    fn kubectl_command(&self) -> Command {
+        let mut cmd = Command::new(self.kubectl_bin());
+        cmd.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--cache-dir")
-            .arg(self.state.join("kubectl-cache"))
+            .arg(self.state.join("kubectl-cache"));
+        cmd
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_command()
             .args(args)
             .output()
             .expect("kubectl runs")
@@ -115,23 +145,14 @@ impl TestApi {
 
     /// Runs kubectl and returns stdout; panics with stderr when it fails.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of(format_args!("kubectl {args:?}"), &self.kubectl(args))
     }
 
     /// `kubectl apply -f -` of `yaml`.
     pub fn apply(&self, namespace: &str, yaml: &str) -> Output {
         use std::io::Write;
-        let mut child = Command::new(self.kubectl_bin())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.state.join("kubectl-cache"))
+        let mut child = self
+            .kubectl_command()
             .args(["apply", "-n", namespace, "-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -148,12 +169,7 @@ impl TestApi {
     }
 
     pub fn apply_ok(&self, namespace: &str, yaml: &str) {
-        let out = self.apply(namespace, yaml);
-        assert!(
-            out.status.success(),
-            "apply failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stdout_of("kubectl apply", &self.apply(namespace, yaml));
     }
 
     /// A namespace no other test uses.
@@ -185,8 +201,6 @@ impl TestApi {
 
 /// The example site, moved into `namespace`.
 pub fn examples_in(namespace: &str) -> String {
-    let site = std::fs::read_to_string(format!("{REPO}/examples/site.yaml")).expect("examples");
-    let configs =
-        std::fs::read_to_string(format!("{REPO}/examples/bootconfigs.yaml")).expect("examples");
-    format!("{site}\n---\n{configs}").replace("namespace: hpc", &format!("namespace: {namespace}"))
+    format!("{EXAMPLES_SITE}\n---\n{EXAMPLES_CONFIGS}")
+        .replace("namespace: hpc", &format!("namespace: {namespace}"))
 }
