@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,10 +17,13 @@ const BOOT_TIMEOUT_SECS: u64 = 240;
 /// Two cores: more VMs at once only slow every one of them down.
 static VM_SLOTS: Semaphore = Semaphore::const_new(2);
 
-/// Kernel and initrd served over HTTP on loopback, as a site's image server would.
+/// Kernel and initrd served over HTTP on loopback, as a site's image server would. Kept in a
+/// `static`, which is never dropped: the server exits when this process closes its stdin,
+/// which the kernel does when the process exits, however it ends.
 struct Images {
     port: u16,
     _server: Child,
+    _lifeline: ChildStdin,
 }
 
 fn images() -> &'static Images {
@@ -40,16 +43,18 @@ fn images() -> &'static Images {
             }
         }
         let port_file = dir.join("port");
-        let server = Command::new("python3")
+        let mut server = Command::new("python3")
             .arg(format!("{REPO}/tests/boot/httpd.py"))
             .args([
                 "--root",
                 &dir.display().to_string(),
                 "--port",
                 "0",
+                "--stop-on-stdin-eof",
                 "--port-file",
             ])
             .arg(&port_file)
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -69,14 +74,19 @@ fn images() -> &'static Images {
         };
         Images {
             port,
+            _lifeline: server.stdin.take().expect("piped stdin"),
             _server: server,
         }
     })
 }
 
+/// A VM booting; dropping it (the test ended or panicked) stops it: run-vm.sh stops QEMU when
+/// its stdin closes, which also happens when this process dies.
 struct Vm {
     log: PathBuf,
     child: tokio::process::Child,
+    /// Held apart from `child`: waiting on a child closes the stdin it holds.
+    _lifeline: tokio::process::ChildStdin,
     _slot: tokio::sync::SemaphorePermit<'static>,
 }
 
@@ -86,7 +96,7 @@ impl Vm {
         let log =
             std::env::temp_dir().join(format!("nodeboot-vm-{name}-{}.log", std::process::id()));
         let _ = std::fs::remove_file(&log);
-        let child = tokio::process::Command::new(format!("{REPO}/tests/boot/run-vm.sh"))
+        let mut child = tokio::process::Command::new(format!("{REPO}/tests/boot/run-vm.sh"))
             .args(["--mac", mac])
             .args([
                 "--boot-url",
@@ -95,11 +105,14 @@ impl Vm {
             .args(["--timeout", &BOOT_TIMEOUT_SECS.to_string()])
             .arg("--log")
             .arg(&log)
+            .arg("--stop-on-stdin-eof")
+            .stdin(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("run-vm.sh starts");
         Vm {
             log,
+            _lifeline: child.stdin.take().expect("piped stdin"),
             child,
             _slot: slot,
         }

@@ -11,6 +11,10 @@ Besides static files it has one dynamic endpoint used to probe iPXE's limits:
 
 returns an iPXE script for round N that waits S seconds and then goes to
 round N+1, until N == MAX where it chains /boot.ipxe (the real boot).
+
+With --stop-on-stdin-eof it exits when its stdin reaches end of file: a caller
+that keeps the other end of a pipe open (and lets nobody else have it) takes
+the server down with it however it ends, even killed.
 MODE picks how the next round is reached:
   naive    chain URL                    (each script runs nested in the last)
   replace  chain --replace URL          (replaces the running script)
@@ -104,13 +108,24 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
+def exit_at_stdin_eof():
+    """Blocks until stdin is closed at the other end, then ends the process."""
+    while sys.stdin.buffer.read(4096):
+        pass
+    os._exit(0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
     ap.add_argument("--bind", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 = pick a free port")
     ap.add_argument("--port-file", help="write the bound port here once listening")
+    ap.add_argument("--stop-on-stdin-eof", action="store_true",
+                    help="exit when stdin reaches end of file (the caller is gone)")
     a = ap.parse_args()
+    if a.stop_on_stdin_eof:
+        threading.Thread(target=exit_at_stdin_eof, daemon=True).start()
     os.chdir(a.root)
     srv = Server((a.bind, a.port), Handler)
     port = srv.server_address[1]

@@ -2,9 +2,13 @@
 # Boot one QEMU VM from the network through Debian's iPXE ROM.
 #
 # Usage: run-vm.sh --mac MAC --boot-url URL --timeout SECS --log FILE
-#                  [--memory MB] [--rom PATH] [-- EXTRA-QEMU-ARGS...]
+#                  [--memory MB] [--rom PATH] [--stop-on-stdin-eof]
+#                  [-- EXTRA-QEMU-ARGS...]
 # --rom: an iPXE ROM other than QEMU's default (Debian's efi-virtio.rom from
 #   ipxe-qemu, found via QEMU's data dirs); see the note at the -device line.
+# --stop-on-stdin-eof: stop the VM as soon as stdin reaches end of file. A
+#   caller that holds the other end of a pipe takes the VM down with it
+#   however it ends, even killed (and even if this script is killed first).
 #
 # The VM gets a user-mode (slirp) NIC whose DHCP hands iPXE URL as its boot
 # file; inside the VM 10.0.2.2 is the host's loopback, so URL is usually
@@ -15,9 +19,9 @@
 # Env: NODEBOOT_QEMU_ACCEL (default tcg; "kvm" if you have it and want speed).
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-MAC="" URL="" TIMEOUT="" LOG="" MEM=256 ROM=""
+MAC="" URL="" TIMEOUT="" LOG="" MEM=256 ROM="" STOP_ON_EOF=0
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,6 +31,7 @@ while [ $# -gt 0 ]; do
     --log) LOG=$2; shift 2 ;;
     --memory) MEM=$2; shift 2 ;;
     --rom) ROM=$2; shift 2 ;;
+    --stop-on-stdin-eof) STOP_ON_EOF=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h | --help) usage ;;
     *) echo "run-vm: unknown argument $1" >&2; usage ;;
@@ -70,8 +75,21 @@ cmd=(qemu-system-x86_64
 
 start=$(date +%s.%N)
 rc=0
-# timeout: TERM after SECS, KILL 5 s later if QEMU ignores TERM.
-timeout -k 5 "$TIMEOUT" "${cmd[@]}" </dev/null || rc=$?
+# timeout: TERM after SECS, KILL 5 s later if QEMU ignores TERM. It runs in a
+# process group of its own and passes a TERM it gets on to QEMU.
+timeout -k 5 "$TIMEOUT" "${cmd[@]}" </dev/null &
+vm=$!
+watcher=""
+if [ "$STOP_ON_EOF" = 1 ]; then
+    # A background job's stdin is /dev/null unless given explicitly: hand it the
+    # caller's pipe as fd 3. `read` is a builtin, so killing the job ends it.
+    exec 3<&0
+    { while read -r -u 3 _; do :; done; kill -TERM "$vm" 2>/dev/null; } &
+    watcher=$!
+    exec 3<&-
+fi
+wait "$vm" || rc=$?
+if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null || true; fi
 end=$(date +%s.%N)
 if [ "$rc" -eq 137 ]; then rc=124; fi
 echo "run-vm: mac=$MAC exit=$rc wall=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b-a}')s log=$LOG" >&2
