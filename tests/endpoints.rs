@@ -1,0 +1,1080 @@
+//! Every endpoint of the boot and admin listeners, in process: the routers nodeboot serves,
+//! called with requests directly (no socket, no other program) over a snapshot built from a
+//! manifest directory the way `nodeboot serve` reads it. tests/serve_http.rs checks the same
+//! wire behaviour through the real binary; this file covers every case, fast.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request};
+use bytes::Bytes;
+use nodeboot::http::admin::{AdminState, Readiness};
+use nodeboot::http::boot::BootState;
+use nodeboot::http::client_addr::Peer;
+use nodeboot::http::{AccessPolicy, Limits, SharedSnapshot, admin_router, boot_router};
+use nodeboot::manifests::ManifestFolder;
+use nodeboot::metrics::Metrics;
+use nodeboot_core::compile::ConfigCompiler;
+use nodeboot_core::render::{RenderSettings, ipxe};
+use nodeboot_core::snapshot::build;
+use serde_json::{Value, json};
+use support::manifest_dir;
+use support::manifests::{config, group};
+use tower::ServiceExt as _;
+
+/// The advertised URL every script is rendered with.
+const SERVER: &str = "http://boot.example:8080";
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+/// A client that is no node of any site here (TEST-NET-1).
+const STRANGER: &str = "192.0.2.10:40000";
+
+/// The boot and admin routers over one snapshot, put together as `nodeboot serve` does.
+struct Server {
+    boot: Router,
+    admin: Router,
+    readiness: Arc<Readiness>,
+}
+
+impl Server {
+    fn new(dir: &Path, access: AccessPolicy) -> Server {
+        let desired = ManifestFolder::open(dir.to_owned())
+            .and_then(|mut folder| folder.read())
+            .expect("manifests read");
+        let settings = RenderSettings {
+            server_url: SERVER.to_owned(),
+            retry_max_delay: 60,
+        };
+        let (snapshot, _) = build(&desired, &mut ConfigCompiler::default(), &settings);
+        let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let metrics = Metrics::new();
+        let limits = Limits::default();
+        let readiness = Arc::new(Readiness::default());
+        let boot = boot_router(
+            BootState {
+                snapshot: snapshot.clone(),
+                access: Arc::new(access),
+                bootstrap: Bytes::from(ipxe::bootstrap(SERVER)),
+                metrics: metrics.clone(),
+                log_limit: Default::default(),
+            },
+            &metrics,
+            &limits,
+        );
+        let admin = admin_router(
+            AdminState {
+                snapshot,
+                metrics,
+                readiness: readiness.clone(),
+            },
+            &limits,
+        );
+        Server {
+            boot,
+            admin,
+            readiness,
+        }
+    }
+
+    /// The example site, with the source check on and no trusted proxies (the defaults).
+    fn examples() -> Server {
+        Server::new(Path::new(EXAMPLES), source_check())
+    }
+
+    /// GET `path` on the boot router from a client that is no node.
+    async fn get(&self, path: &str) -> Reply {
+        self.get_from(path, STRANGER, &[]).await
+    }
+
+    /// GET `path` on the boot router from `peer` (the TCP peer the accept loop would record),
+    /// with `headers`.
+    async fn get_from(&self, path: &str, peer: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(Method::GET, path, peer, headers).await
+    }
+
+    /// `method` on `path` of the boot router from `peer` with `headers`.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        peer: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut request = request.body(Body::empty()).expect("request");
+        let peer: SocketAddr = peer.parse().expect("peer address");
+        request.extensions_mut().insert(Peer(peer));
+        call(&self.boot, request).await
+    }
+
+    async fn admin(&self, path: &str) -> Reply {
+        self.admin_send(Method::GET, path).await
+    }
+
+    async fn admin_send(&self, method: Method, path: &str) -> Reply {
+        let request = Request::builder().method(method).uri(path);
+        call(&self.admin, request.body(Body::empty()).expect("request")).await
+    }
+
+    /// One series of `/metrics` (`name{labels}`), 0 when absent.
+    async fn metric(&self, series: &str) -> u64 {
+        let metrics = self.admin("/metrics").await.ok();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0, |v| v.parse().expect("a whole number"))
+    }
+}
+
+fn source_check() -> AccessPolicy {
+    AccessPolicy {
+        trusted_proxies: Vec::new(),
+        source_check: true,
+    }
+}
+
+async fn call(router: &Router, request: Request<Body>) -> Reply {
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header").to_owned())
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    let cache_control = header("cache-control");
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    Reply {
+        status,
+        content_type,
+        cache_control,
+        body: String::from_utf8(body.to_vec()).expect("UTF-8 body"),
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    content_type: String,
+    cache_control: Option<String>,
+    body: String,
+}
+
+impl Reply {
+    /// The body of a 200 answer.
+    fn ok(self) -> String {
+        assert_eq!(self.status, 200, "{self:?}");
+        self.body
+    }
+
+    /// The body of a 200 plain-text answer that no cache may keep (it changes with the
+    /// inventory).
+    fn text(self) -> String {
+        assert_eq!(self.content_type, "text/plain; charset=utf-8", "{self:?}");
+        assert_eq!(self.cache_control.as_deref(), Some("no-store"), "{self:?}");
+        self.ok()
+    }
+
+    /// The body of a 200 JSON answer, parsed.
+    fn json(self) -> Value {
+        assert_eq!(self.content_type, "application/json", "{self:?}");
+        serde_json::from_str(&self.ok()).expect("JSON body")
+    }
+
+    /// The detail of an RFC 9457 problem answer with status `status`.
+    fn problem(self, status: u16) -> String {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.content_type, "application/problem+json", "{self:?}");
+        let problem: Value = serde_json::from_str(&self.body).expect("JSON problem");
+        assert_eq!(problem["type"], "about:blank", "{problem}");
+        assert_eq!(problem["status"], status, "{problem}");
+        assert!(problem["title"].is_string(), "{problem}");
+        problem["detail"].as_str().expect("detail").to_owned()
+    }
+}
+
+/// The default script of a booting node: BSS's shape, then the retry tail for round `retry`
+/// (sleeping `delay` seconds) asking again by `mac`.
+fn boot_script(kernel_line: &str, initrd: &str, mac: &str, retry: u32, delay: u32) -> String {
+    format!(
+        "#!ipxe\n\
+         kernel --name kernel {kernel_line} || goto boot_retry\n\
+         initrd --name initrd {initrd} || goto boot_retry\n\
+         boot || goto boot_retry\n\
+         :boot_retry\n\
+         echo nodeboot: boot failed, retrying in {delay}s\n\
+         imgfree\n\
+         sleep {delay}\n\
+         chain --replace {SERVER}/boot/v1/bootscript?mac={mac}&arch=${{buildarch}}&retry={} || goto boot_retry\n",
+        retry + 1
+    )
+}
+
+/// The script of a node told to wait: only the retry tail, asking again with `asking`
+/// (`mac=…`, `name=…` or `nid=…`).
+fn wait_script(why: &str, asking: &str, retry: u32, delay: u32) -> String {
+    format!(
+        "#!ipxe\n\
+         :boot_retry\n\
+         echo nodeboot: {why}, retrying in {delay}s\n\
+         imgfree\n\
+         sleep {delay}\n\
+         chain --replace {SERVER}/boot/v1/bootscript?{asking}&arch=${{buildarch}}&retry={} || goto boot_retry\n",
+        retry + 1
+    )
+}
+
+/// The kernel line of example node x1000c0s0b0n0 (compute-rocky9), booting from `mac`.
+fn compute_kernel_line(bootif: &str, xname: &str, nid: u32) -> String {
+    format!(
+        "http://images.example/rocky9/vmlinuz initrd=initrd \
+         root=live:http://images.example/rocky9/rootfs.squashfs ip=dhcp console=ttyS0,115200 \
+         BOOTIF=01-{bootif} xname={xname} nid={nid} ds=nocloud-net;s={SERVER}/cloud-init/{xname}/"
+    )
+}
+
+const COMPUTE_INITRD: &str = "http://images.example/rocky9/initramfs.img";
+const GPU_INITRD: &str = "http://images.example/rocky9-gpu/initramfs.img";
+
+fn gpu_kernel_line(bootif: &str, xname: &str, nid: u32) -> String {
+    format!(
+        "http://images.example/rocky9-gpu/vmlinuz initrd=initrd \
+         root=live:http://images.example/rocky9-gpu/rootfs.squashfs ip=dhcp console=ttyS0,115200 \
+         nvidia-drm.modeset=1 BOOTIF=01-{bootif} xname={xname} nid={nid} \
+         ds=nocloud-net;s={SERVER}/cloud-init/{xname}/"
+    )
+}
+
+/// A site of three nodes that cannot boot, each for another reason: n1 and n3 claim the same
+/// MAC and the same address, n2 matches no BootConfig, and n4 matches two that tie. No
+/// discovery BootConfig.
+fn troubled_site() -> tempfile::TempDir {
+    let g1 = group(
+        "g1",
+        "  - {name: n1, macs: [\"02:00:00:00:00:01\"], nid: 1, ip: 10.1.0.1}\n  - {name: n2, macs: [\"02:00:00:00:00:02\"], nid: 2, labels: {pool: none}}\n",
+    );
+    let g2 = group(
+        "g2",
+        "  - {name: n3, macs: [\"02:00:00:00:00:01\"], nid: 3, ip: 10.1.0.1}\n  - {name: n4, macs: [\"02:00:00:00:00:04\"], nid: 4, labels: {pool: tie}}\n",
+    );
+    manifest_dir(&[
+        ("g1.yaml", &g1),
+        ("g2.yaml", &g2),
+        (
+            "a.yaml",
+            &config("a", 5, "{matchLabels: {pool: tie}}", "x=a"),
+        ),
+        (
+            "b.yaml",
+            &config("b", 5, "{matchLabels: {pool: tie}}", "x=b"),
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn bootstrap_asks_for_the_bootscript_by_the_booting_mac() {
+    let server = Server::examples();
+    assert_eq!(
+        server.get("/boot.ipxe").await.text(),
+        format!(
+            "#!ipxe\n\
+             chain {SERVER}/boot/v1/bootscript?mac=${{netX/mac}}&arch=${{buildarch}} || goto retry\n\
+             :retry\n\
+             echo nodeboot: bootscript request failed, retrying in 10s\n\
+             sleep 10\n\
+             chain {SERVER}/boot/v1/bootscript?mac=${{netX/mac}}&arch=${{buildarch}}&retry=1\n"
+        )
+    );
+    // HEAD answers as GET does, without the body.
+    let head = server.send(Method::HEAD, "/boot.ipxe", STRANGER, &[]).await;
+    assert_eq!(head.text(), "");
+}
+
+#[tokio::test]
+async fn bootscript_by_mac_in_every_notation() {
+    let server = Server::examples();
+    let want = boot_script(
+        &compute_kernel_line("02-00-00-00-10-00", "x1000c0s0b0n0", 1),
+        COMPUTE_INITRD,
+        "02:00:00:00:10:00",
+        0,
+        5,
+    );
+    for mac in [
+        "02:00:00:00:10:00",
+        "02-00-00-00-10-00",
+        "0200.0000.1000",
+        "020000001000",
+    ] {
+        let path = format!("/boot/v1/bootscript?mac={mac}");
+        assert_eq!(server.get(&path).await.text(), want, "{mac}");
+    }
+    // A node with two boot interfaces boots from the one that asks, and asks again by it.
+    let second = server
+        .get("/boot/v1/bootscript?mac=02:00:00:00:20:11&arch=x86_64")
+        .await
+        .text();
+    assert_eq!(
+        second,
+        boot_script(
+            &compute_kernel_line("02-00-00-00-20-11", "x1000c0s1b0n1", 4),
+            COMPUTE_INITRD,
+            "02:00:00:00:20:11",
+            0,
+            5,
+        )
+    );
+}
+
+#[tokio::test]
+async fn bootscript_by_name_and_nid_as_bss_accepts() {
+    let server = Server::examples();
+    // Asked by name or NID, the node boots from its first MAC and asks again by it.
+    let want = boot_script(
+        &gpu_kernel_line("02-00-00-00-11-01", "x1001c0s0b0n1", 102),
+        GPU_INITRD,
+        "02:00:00:00:11:01",
+        0,
+        5,
+    );
+    for path in [
+        "/boot/v1/bootscript?name=x1001c0s0b0n1",
+        "/boot/v1/bootscript?nid=102",
+        "/boot/v1/bootscript?nid=102&arch=x86_64&json=0",
+        // mac= wins over name= and nid=, as in BSS.
+        "/boot/v1/bootscript?mac=02:00:00:00:11:01&name=x1000c0s0b0n0&nid=1",
+    ] {
+        assert_eq!(server.get(path).await.text(), want, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn bootscript_retry_round_moves_only_the_tail() {
+    let server = Server::examples();
+    let line = compute_kernel_line("02-00-00-00-10-00", "x1000c0s0b0n0", 1);
+    // The sleep grows by 5 s a round and stops at --retry-max-delay (60 here).
+    for (retry, delay) in [(0, 5), (1, 10), (2, 15), (11, 60), (500, 60)] {
+        assert_eq!(
+            server
+                .get(&format!(
+                    "/boot/v1/bootscript?mac=02:00:00:00:10:00&retry={retry}"
+                ))
+                .await
+                .text(),
+            boot_script(&line, COMPUTE_INITRD, "02:00:00:00:10:00", retry, delay),
+            "retry={retry}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bootscript_as_json() {
+    let server = Server::examples();
+    for flag in ["1", "true", "yes"] {
+        let reply = server
+            .get(&format!(
+                "/boot/v1/bootscript?name=x1000c0s0b0n0&json={flag}"
+            ))
+            .await;
+        assert_eq!(
+            reply.json(),
+            json!({
+                "kernel": "http://images.example/rocky9/vmlinuz",
+                "initrd": COMPUTE_INITRD,
+                "params": "root=live:http://images.example/rocky9/rootfs.squashfs ip=dhcp console=ttyS0,115200 BOOTIF=01-02-00-00-00-10-00 xname=x1000c0s0b0n0 nid=1 ds=nocloud-net;s=http://boot.example:8080/cloud-init/x1000c0s0b0n0/",
+            }),
+            "json={flag}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_mac_boots_the_discovery_image() {
+    let server = Server::examples();
+    let script = server
+        .get("/boot/v1/bootscript?mac=02:00:00:00:99:99&arch=x86_64")
+        .await
+        .text();
+    // The MAC stands in for a name: no xname= or nid=, cloud-init data under the MAC.
+    assert_eq!(
+        script,
+        boot_script(
+            &format!(
+                "http://images.example/discovery/vmlinuz initrd=initrd console=ttyS0,115200 \
+                 discovery.report={SERVER}/inventory BOOTIF=01-02-00-00-00-99-99 \
+                 ds=nocloud-net;s={SERVER}/cloud-init/02-00-00-00-99-99/"
+            ),
+            "http://images.example/discovery/initrd.img",
+            "02:00:00:00:99:99",
+            0,
+            5,
+        )
+    );
+    // Any case: the script names the MAC in lowercase.
+    let upper = server
+        .get("/boot/v1/bootscript?mac=02-00-00-00-AA-BB&arch=x86_64")
+        .await
+        .text();
+    assert_eq!(
+        upper,
+        script.replace("99-99", "aa-bb").replace("99:99", "aa:bb")
+    );
+    let json = server
+        .get("/boot/v1/bootscript?mac=02:00:00:00:99:99&json=1")
+        .await
+        .json();
+    assert_eq!(json["kernel"], "http://images.example/discovery/vmlinuz");
+}
+
+#[tokio::test]
+async fn nodes_that_cannot_boot_wait_and_ask_again_the_way_they_asked() {
+    let dir = troubled_site();
+    let server = Server::new(dir.path(), source_check());
+    for (path, why, asking) in [
+        // Unknown, and no discovery BootConfig.
+        (
+            "/boot/v1/bootscript?mac=02:00:00:00:00:99",
+            "this node is in no NodeGroup",
+            "mac=02:00:00:00:00:99",
+        ),
+        (
+            "/boot/v1/bootscript?name=nosuchnode",
+            "this node is in no NodeGroup",
+            "name=nosuchnode",
+        ),
+        (
+            "/boot/v1/bootscript?nid=99",
+            "this node is in no NodeGroup",
+            "nid=99",
+        ),
+        // Matched by no BootConfig.
+        (
+            "/boot/v1/bootscript?mac=02:00:00:00:00:02",
+            "no BootConfig matches this node",
+            "mac=02:00:00:00:00:02",
+        ),
+        (
+            "/boot/v1/bootscript?name=n2",
+            "no BootConfig matches this node",
+            "name=n2",
+        ),
+        // Two BootConfigs tie; and a MAC two nodes claim: never a guess.
+        (
+            "/boot/v1/bootscript?nid=4",
+            "this node is in conflict, see its NodeGroup status",
+            "nid=4",
+        ),
+        (
+            "/boot/v1/bootscript?mac=02:00:00:00:00:01",
+            "this node is in conflict, see its NodeGroup status",
+            "mac=02:00:00:00:00:01",
+        ),
+        (
+            "/boot/v1/bootscript?name=n1",
+            "this node is in conflict, see its NodeGroup status",
+            "name=n1",
+        ),
+    ] {
+        assert_eq!(
+            server.get(path).await.text(),
+            wait_script(why, asking, 0, 5),
+            "{path}"
+        );
+        // The round moves the wait on, as for a booting node.
+        assert_eq!(
+            server.get(&format!("{path}&retry=3")).await.text(),
+            wait_script(why, asking, 3, 20),
+            "{path}"
+        );
+        // As JSON there is nothing to boot.
+        let detail = server.get(&format!("{path}&json=1")).await.problem(404);
+        assert!(!detail.is_empty(), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn bad_or_missing_identifiers_get_problem_bodies() {
+    let server = Server::examples();
+    let too_long = "n".repeat(64);
+    for (path, needle) in [
+        (
+            "/boot/v1/bootscript",
+            "give the node as mac=, name= or nid=",
+        ),
+        ("/boot/v1/bootscript?arch=x86_64", "mac=, name= or nid="),
+        ("/boot/v1/bootscript?mac=&name=&nid=", "mac=, name= or nid="),
+        (
+            "/boot/v1/bootscript?mac=02:00:00:00:10",
+            "'02:00:00:00:10' is not a MAC address (use aa:bb:cc:dd:ee:ff",
+        ),
+        (
+            "/boot/v1/bootscript?mac=zz:00:00:00:10:00",
+            "'zz:00:00:00:10:00' is not a MAC address",
+        ),
+        (
+            "/boot/v1/bootscript?mac=02:00-00:00:10:00",
+            "is not a MAC address",
+        ),
+        (
+            "/boot/v1/bootscript?nid=-1",
+            "nid '-1' is not a number >= 0",
+        ),
+        (
+            "/boot/v1/bootscript?nid=one",
+            "nid 'one' is not a number >= 0",
+        ),
+        (
+            "/boot/v1/bootscript?mac=02:00:00:00:10:00&retry=x",
+            "retry 'x' is not a number >= 0",
+        ),
+        (
+            "/boot/v1/bootscript?mac=02:00:00:00:10:00&retry=-1",
+            "retry '-1' is not a number >= 0",
+        ),
+        (
+            "/boot/v1/bootscript?name=a%0Achain%20http://evil",
+            "is not a valid node name",
+        ),
+        (
+            &format!("/boot/v1/bootscript?name={too_long}"),
+            "at most 63 characters",
+        ),
+        ("/boot/v1/bootparameters", "mac=, name= or nid="),
+        (
+            "/boot/v1/bootparameters?mac=nope",
+            "'nope' is not a MAC address",
+        ),
+    ] {
+        let detail = server.get(path).await.problem(400);
+        assert!(detail.contains(needle), "{path}: {detail}");
+    }
+}
+
+#[tokio::test]
+async fn bootparameters_in_bss_shape() {
+    let server = Server::examples();
+    let want = json!([{
+        "hosts": ["x1000c0s1b0n1"],
+        "macs": ["02:00:00:00:10:11", "02:00:00:00:20:11"],
+        "nids": [4],
+        "kernel": "http://images.example/rocky9/vmlinuz",
+        "initrd": COMPUTE_INITRD,
+        "params": "root=live:http://images.example/rocky9/rootfs.squashfs ip=dhcp console=ttyS0,115200 BOOTIF=01-02-00-00-00-10-11 xname=x1000c0s1b0n1 nid=4 ds=nocloud-net;s=http://boot.example:8080/cloud-init/x1000c0s1b0n1/",
+    }]);
+    for path in [
+        "/boot/v1/bootparameters?name=x1000c0s1b0n1",
+        "/boot/v1/bootparameters?nid=4",
+        "/boot/v1/bootparameters?mac=02-00-00-00-10-11",
+    ] {
+        assert_eq!(server.get(path).await.json(), want, "{path}");
+    }
+    // BSS keeps parameters of known nodes only: an unknown MAC is not listed, discovery or not.
+    let detail = server
+        .get("/boot/v1/bootparameters?mac=02:00:00:00:99:99")
+        .await
+        .problem(404);
+    assert_eq!(detail, "no node has this identifier");
+
+    let dir = troubled_site();
+    let server = Server::new(dir.path(), source_check());
+    let detail = server
+        .get("/boot/v1/bootparameters?mac=02:00:00:00:00:01")
+        .await
+        .problem(409);
+    assert_eq!(detail, "several nodes claim this identifier");
+    // A known node with nothing to boot.
+    let detail = server
+        .get("/boot/v1/bootparameters?name=n2")
+        .await
+        .problem(404);
+    assert!(
+        detail.starts_with("node n2 has no boot configuration: "),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn cloud_init_documents_by_node_name_or_mac() {
+    let server = Server::examples();
+    // BootConfig, NodeGroup and node meta-data merged, keys in order; "12" stays a string.
+    let meta = "hostname: nid000004\nimage: compute-rocky9\ninstance-id: x1000c0s1b0n1\nlocal-hostname: nid000004\nntp_server: 10.1.0.2\nrack_u: \"12\"\nsyslog_aggregator: 10.1.0.5\n";
+    let user = "#cloud-config\nhostname: nid000004\nntp:\n  enabled: true\n  servers: [10.1.0.2]\nwrite_files:\n- path: /etc/rsyslog.d/90-nodeboot.conf\n  content: |\n    *.* @@10.1.0.5:514\nruncmd:\n- [systemctl, restart, rsyslog]\n";
+    for id in [
+        "x1000c0s1b0n1",
+        "02:00:00:00:10:11",
+        "0200.0000.2011",
+        "02-00-00-00-20-11",
+    ] {
+        let doc = |name: &str| format!("/cloud-init/{id}/{name}");
+        assert_eq!(server.get(&doc("meta-data")).await.text(), meta, "{id}");
+        assert_eq!(server.get(&doc("user-data")).await.text(), user, "{id}");
+        // vendor-data unset: served empty; network-config unset: 404.
+        assert_eq!(server.get(&doc("vendor-data")).await.text(), "", "{id}");
+        let detail = server.get(&doc("network-config")).await.problem(404);
+        assert_eq!(detail, "no network-config is set for this node");
+        let detail = server.get(&doc("passwords")).await.problem(404);
+        assert_eq!(
+            detail,
+            "cloud-init documents are meta-data, user-data, vendor-data and network-config"
+        );
+    }
+    let detail = server
+        .get("/cloud-init/nosuchnode/meta-data")
+        .await
+        .problem(404);
+    assert_eq!(
+        detail,
+        "no node is named 'nosuchnode' and it is not a MAC address"
+    );
+
+    // An unknown MAC gets the discovery BootConfig's data: user-data from its Secret, verbatim.
+    let user = server
+        .get("/cloud-init/02:00:00:00:99:99/user-data")
+        .await
+        .text();
+    assert_eq!(
+        user,
+        "#cloud-config\nusers:\n- name: discovery\n  ssh_authorized_keys:\n  - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleOnlyReplaceWithTheSitesKey discovery@site\n"
+    );
+    let meta = server
+        .get("/cloud-init/02-00-00-00-99-99/meta-data")
+        .await
+        .text();
+    assert!(
+        meta.contains("instance-id: \"02-00-00-00-99-99\"\n"),
+        "{meta}"
+    );
+}
+
+#[tokio::test]
+async fn cloud_init_of_troubled_nodes() {
+    let dir = troubled_site();
+    let server = Server::new(dir.path(), source_check());
+    let detail = server
+        .get("/cloud-init/02:00:00:00:00:01/meta-data")
+        .await
+        .problem(409);
+    assert_eq!(detail, "'02:00:00:00:00:01' is claimed by several nodes");
+    let detail = server
+        .get("/cloud-init/02:00:00:00:00:99/meta-data")
+        .await
+        .problem(404);
+    assert_eq!(
+        detail,
+        "02:00:00:00:00:99 is in no NodeGroup and no discovery BootConfig matches it"
+    );
+    // A node without a BootConfig still has its meta-data (from its NodeGroup) and no user-data.
+    let meta = server.get("/cloud-init/n2/meta-data").await.text();
+    assert_eq!(
+        meta,
+        "hostname: n2\ninstance-id: n2\nlocal-hostname: n2\nsyslog_aggregator: 10.1.0.5\n"
+    );
+    assert_eq!(server.get("/cloud-init/n2/user-data").await.text(), "");
+    // Two nodes with one address: the address names no node.
+    let detail = server
+        .get_from("/cloud-init/meta-data", "10.1.0.1:68", &[])
+        .await
+        .problem(409);
+    assert_eq!(detail, "several nodes have address 10.1.0.1");
+}
+
+#[tokio::test]
+async fn cloud_init_data_of_a_node_with_an_address_only_goes_to_that_address() {
+    let server = Server::examples();
+    let path = "/cloud-init/x1001c0s0b0n0/meta-data";
+    let detail = server.get(path).await.problem(403);
+    assert_eq!(
+        detail,
+        "cloud-init data of node x1001c0s0b0n0 is served only to the node's own address; this request came from 192.0.2.10"
+    );
+    let meta = server.get_from(path, "10.1.1.101:68", &[]).await.text();
+    assert!(meta.contains("instance-id: x1001c0s0b0n0\n"), "{meta}");
+    // The same address on a dual-stack socket.
+    let mapped = server
+        .get_from(path, "[::ffff:10.1.1.101]:68", &[])
+        .await
+        .text();
+    assert_eq!(mapped, meta);
+    // Another node's address is not enough, and neither is a header anyone can send.
+    server
+        .get_from(path, "10.1.1.102:68", &[])
+        .await
+        .problem(403);
+    server
+        .get_from(path, STRANGER, &[("x-forwarded-for", "10.1.1.101")])
+        .await
+        .problem(403);
+    // A node without an address is served to anyone.
+    server
+        .get("/cloud-init/x1000c0s0b0n0/meta-data")
+        .await
+        .text();
+
+    // Behind a trusted proxy, the client it names is the requester.
+    let proxied = Server::new(
+        Path::new(EXAMPLES),
+        AccessPolicy {
+            trusted_proxies: vec!["192.0.2.0/24".parse().expect("CIDR")],
+            source_check: true,
+        },
+    );
+    let via_proxy = proxied
+        .get_from(path, STRANGER, &[("x-forwarded-for", "10.1.1.101")])
+        .await
+        .text();
+    assert_eq!(via_proxy, meta);
+    // Only the hop the proxy appended counts; what the client wrote left of it does not.
+    proxied
+        .get_from(
+            path,
+            STRANGER,
+            &[("x-forwarded-for", "10.1.1.101, 198.51.100.7")],
+        )
+        .await
+        .problem(403);
+    // A proxy that is not trusted is the requester itself.
+    proxied
+        .get_from(
+            path,
+            "198.51.100.7:3128",
+            &[("x-forwarded-for", "10.1.1.101")],
+        )
+        .await
+        .problem(403);
+
+    // --cloud-init-source-check off: served to anyone.
+    let unchecked = Server::new(Path::new(EXAMPLES), AccessPolicy::default());
+    assert_eq!(unchecked.get(path).await.text(), meta);
+}
+
+#[tokio::test]
+async fn cloud_init_by_source_address() {
+    let server = Server::examples();
+    let meta = server
+        .get_from("/cloud-init/meta-data", "10.1.1.102:68", &[])
+        .await
+        .text();
+    assert!(meta.contains("instance-id: x1001c0s0b0n1\n"), "{meta}");
+    assert_eq!(
+        meta,
+        server
+            .get_from("/cloud-init/x1001c0s0b0n1/meta-data", "10.1.1.102:68", &[])
+            .await
+            .text()
+    );
+    let user = server
+        .get_from("/cloud-init/user-data", "10.1.1.102:68", &[])
+        .await
+        .text();
+    assert!(
+        user.starts_with("#cloud-config\nhostname: nid000102\n"),
+        "{user}"
+    );
+    assert_eq!(
+        server
+            .get_from("/cloud-init/vendor-data", "10.1.1.102:68", &[])
+            .await
+            .text(),
+        ""
+    );
+    let detail = server
+        .get_from("/cloud-init/network-config", "10.1.1.102:68", &[])
+        .await
+        .problem(404);
+    assert_eq!(detail, "no network-config is set for this node");
+    let detail = server.get("/cloud-init/meta-data").await.problem(404);
+    assert_eq!(
+        detail,
+        "no node has address 192.0.2.10; ask /cloud-init/<node name>/meta-data instead"
+    );
+    let detail = server
+        .get_from("/cloud-init/passwords", "10.1.1.102:68", &[])
+        .await
+        .problem(404);
+    assert!(detail.starts_with("cloud-init documents are"), "{detail}");
+
+    // X-Forwarded-For is believed from trusted proxies only.
+    server
+        .get_from(
+            "/cloud-init/meta-data",
+            STRANGER,
+            &[("x-forwarded-for", "10.1.1.102")],
+        )
+        .await
+        .problem(404);
+    let proxied = Server::new(
+        Path::new(EXAMPLES),
+        AccessPolicy {
+            trusted_proxies: vec!["192.0.2.0/24".parse().expect("CIDR")],
+            source_check: true,
+        },
+    );
+    let via_proxy = proxied
+        .get_from(
+            "/cloud-init/meta-data",
+            STRANGER,
+            &[("x-forwarded-for", "10.9.9.9, 10.1.1.102")],
+        )
+        .await
+        .text();
+    assert_eq!(via_proxy, meta);
+}
+
+#[tokio::test]
+async fn unknown_paths_get_problem_bodies() {
+    let server = Server::examples();
+    for path in [
+        "/",
+        "/nope",
+        "/boot/v2/bootscript?mac=02:00:00:00:10:00",
+        "/boot/v1/bootscript/extra",
+        "/cloud-init/x1000c0s0b0n0/meta-data/extra",
+    ] {
+        let detail = server.get(path).await.problem(404);
+        let bare = path.split('?').next().unwrap_or(path);
+        assert_eq!(
+            detail,
+            format!(
+                "no such endpoint: {bare}; see /boot.ipxe, /boot/v1/bootscript, /boot/v1/bootparameters and /cloud-init/"
+            )
+        );
+    }
+    let detail = server.admin("/nope").await.problem(404);
+    assert_eq!(
+        detail,
+        "no such endpoint: /nope; see /healthz, /readyz, /metrics and /nodes/<name or MAC>"
+    );
+    // The admin endpoints are not on the boot listener, which faces the boot network.
+    server.get("/metrics").await.problem(404);
+    server.get("/nodes/x1000c0s0b0n0").await.problem(404);
+    // Every endpoint is a GET.
+    for path in ["/boot.ipxe", "/boot/v1/bootscript?mac=02:00:00:00:10:00"] {
+        for method in [Method::POST, Method::PUT, Method::DELETE] {
+            let detail = server.send(method, path, STRANGER, &[]).await.problem(405);
+            assert_eq!(detail, "only GET is served here (and HEAD)");
+        }
+    }
+    let detail = server
+        .admin_send(Method::POST, "/healthz")
+        .await
+        .problem(405);
+    assert_eq!(detail, "only GET is served here (and HEAD)");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let server = Server::examples();
+    let health = server.admin("/healthz").await.ok();
+    assert_eq!(health, "ok\n");
+    let detail = server.admin("/readyz").await.problem(503);
+    assert_eq!(
+        detail,
+        "not ready: the first inventory has not been loaded yet"
+    );
+    // Alive while not ready: the liveness probe must not restart a process still loading.
+    assert_eq!(server.admin("/healthz").await.ok(), "ok\n");
+    server.readiness.built();
+    assert_eq!(server.admin("/readyz").await.ok(), "ok\n");
+    // A failed rebuild keeps the replica ready (the previous snapshot is served) and says so.
+    server.readiness.failed("manifests unreadable".to_owned());
+    assert_eq!(
+        server.admin("/readyz").await.ok(),
+        "ok, degraded: the last rebuild failed (manifests unreadable); the previous snapshot is served\n"
+    );
+    server.readiness.built();
+    assert_eq!(server.admin("/readyz").await.ok(), "ok\n");
+}
+
+#[tokio::test]
+async fn metrics_count_every_request_by_endpoint_and_outcome() {
+    let server = Server::examples();
+    let reply = server.admin("/metrics").await;
+    assert_eq!(
+        reply.content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let metrics = reply.ok();
+    for series in [
+        "nodeboot_nodes{phase=\"Assigned\"} 6",
+        "nodeboot_nodes{phase=\"Unassigned\"} 0",
+        "nodeboot_nodes{phase=\"Conflict\"} 0",
+        "nodeboot_http_requests_total{endpoint=\"bootscript\",outcome=\"ok\"} 0",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+
+    let count = |endpoint: &str, outcome: &str| {
+        format!("nodeboot_http_requests_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\"}}")
+    };
+    let requests: [(&str, &str, &str); 9] = [
+        ("/boot.ipxe", "bootstrap", "ok"),
+        (
+            "/boot/v1/bootscript?mac=02:00:00:00:10:00",
+            "bootscript",
+            "ok",
+        ),
+        // Discovery boots: ok. A node in no NodeGroup without discovery would wait (below).
+        (
+            "/boot/v1/bootscript?mac=02:00:00:00:99:99",
+            "bootscript",
+            "ok",
+        ),
+        ("/boot/v1/bootscript?mac=nope", "bootscript", "bad_request"),
+        ("/boot/v1/bootparameters?nid=1", "bootparameters", "ok"),
+        (
+            "/boot/v1/bootparameters?nid=999",
+            "bootparameters",
+            "not_found",
+        ),
+        ("/cloud-init/x1000c0s0b0n0/user-data", "cloud_init", "ok"),
+        (
+            "/cloud-init/x1001c0s0b0n0/user-data",
+            "cloud_init",
+            "forbidden",
+        ),
+        ("/nope", "other", "not_found"),
+    ];
+    for (path, endpoint, outcome) in requests {
+        let series = count(endpoint, outcome);
+        let before = server.metric(&series).await;
+        server.get(path).await;
+        assert_eq!(server.metric(&series).await, before + 1, "{path}: {series}");
+    }
+    let latency = "nodeboot_http_request_duration_seconds_count{endpoint=\"bootscript\"}";
+    assert_eq!(server.metric(latency).await, 3);
+
+    // A node told to wait is counted as such, though it gets a 200 and a script.
+    let dir = troubled_site();
+    let troubled = Server::new(dir.path(), source_check());
+    let waits = count("bootscript", "wait");
+    assert_eq!(troubled.metric(&waits).await, 0);
+    for path in [
+        "/boot/v1/bootscript?mac=02:00:00:00:00:99",
+        "/boot/v1/bootscript?name=n2",
+        "/boot/v1/bootscript?nid=4&retry=7",
+    ] {
+        troubled.get(path).await.text();
+    }
+    assert_eq!(troubled.metric(&waits).await, 3);
+    assert_eq!(troubled.metric(&count("bootscript", "ok")).await, 0);
+    let metrics = troubled.admin("/metrics").await.ok();
+    for series in [
+        "nodeboot_nodes{phase=\"Assigned\"} 0",
+        "nodeboot_nodes{phase=\"Unassigned\"} 1",
+        "nodeboot_nodes{phase=\"Conflict\"} 3",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn node_report_says_what_a_node_gets_and_why() {
+    let server = Server::examples();
+    let by_name = server.admin("/nodes/x1001c0s0b0n0").await.json();
+    for id in ["02:00:00:00:11:00", "02-00-00-00-11-00", "0200.0000.1100"] {
+        assert_eq!(
+            server.admin(&format!("/nodes/{id}")).await.json(),
+            by_name,
+            "{id}"
+        );
+    }
+    assert_eq!(by_name["known"], true);
+    assert_eq!(by_name["namespace"], "hpc");
+    assert_eq!(by_name["group"], "cabinet-x1001");
+    assert_eq!(by_name["name"], "x1001c0s0b0n0");
+    assert_eq!(by_name["macs"], json!(["02:00:00:00:11:00"]));
+    assert_eq!(by_name["nid"], 101);
+    assert_eq!(by_name["ip"], "10.1.1.101");
+    assert_eq!(by_name["hostname"], "nid000101");
+    assert_eq!(by_name["phase"], "Assigned");
+    assert_eq!(by_name["bootConfig"], "gpu-rocky9");
+    assert_eq!(
+        by_name["why"],
+        "gpu-rocky9 has the highest priority (10) of 2 matching BootConfigs"
+    );
+    assert_eq!(by_name["candidates"][0]["config"], "gpu-rocky9");
+    assert_eq!(by_name["candidates"][1]["config"], "compute-rocky9");
+    assert_eq!(by_name["labels"]["gpu"], "a100");
+    assert_eq!(by_name["labels"]["nodeboot.io/group"], "cabinet-x1001");
+    assert_eq!(by_name["labels"]["nodeboot.io/known"], "true");
+    assert_eq!(
+        by_name["kernel"],
+        "http://images.example/rocky9-gpu/vmlinuz"
+    );
+    assert_eq!(by_name["initrd"], GPU_INITRD);
+    assert_eq!(by_name["metaData"]["image"], "gpu-rocky9");
+    assert_eq!(by_name["metaData"]["instance-id"], "x1001c0s0b0n0");
+    // The script the node gets on its first request, exactly.
+    assert_eq!(
+        by_name["script"],
+        boot_script(
+            &gpu_kernel_line("02-00-00-00-11-00", "x1001c0s0b0n0", 101),
+            GPU_INITRD,
+            "02:00:00:00:11:00",
+            0,
+            5,
+        )
+    );
+
+    // An unknown MAC: what discovery gives it, and never its Secret's data.
+    let reply = server.admin("/nodes/02:00:00:00:99:99").await;
+    assert!(!reply.body.contains("ssh-ed25519"), "{}", reply.body);
+    let unknown = reply.json();
+    assert_eq!(unknown["known"], false);
+    assert_eq!(unknown["bootConfig"], "discovery");
+    assert_eq!(unknown["labels"]["nodeboot.io/known"], "false");
+    assert_eq!(unknown["labels"]["nodeboot.io/mac"], "02-00-00-00-99-99");
+    assert!(
+        unknown["why"]
+            .as_str()
+            .expect("why")
+            .starts_with("unknown node (its MAC is in no NodeGroup): "),
+        "{unknown}"
+    );
+
+    let detail = server.admin("/nodes/nosuchnode").await.problem(404);
+    assert_eq!(
+        detail,
+        "no node is named 'nosuchnode' and it is not a MAC address"
+    );
+
+    let dir = troubled_site();
+    let troubled = Server::new(dir.path(), source_check());
+    troubled
+        .admin("/nodes/02:00:00:00:00:01")
+        .await
+        .problem(409);
+    let tie = troubled.admin("/nodes/n4").await.json();
+    assert_eq!(tie["phase"], "Conflict");
+    assert!(
+        tie["why"]
+            .as_str()
+            .expect("why")
+            .contains("BootConfigs a, b tie at priority 5"),
+        "{tie}"
+    );
+    assert_eq!(
+        tie["script"],
+        wait_script(
+            "this node is in conflict, see its NodeGroup status",
+            "mac=02:00:00:00:00:04",
+            0,
+            5
+        )
+    );
+    let unassigned = troubled.admin("/nodes/n2").await.json();
+    assert_eq!(unassigned["phase"], "Unassigned");
+    assert_eq!(unassigned["candidates"], json!([]));
+}
