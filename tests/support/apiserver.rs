@@ -61,10 +61,15 @@ fn owned(name: &str) -> TestApi {
         "nodeboot-test-apiserver-{name}-{}",
         std::process::id()
     ));
-    // Armed before the start, so that a start that fails half-way is cleaned up too.
+    // Armed before the start, so that a start that fails half-way is cleaned up too. The logs
+    // stay for a failed test to be read; etcd's data (most of the 60 MB) goes.
     let stop = OnExit::run(
-        SCRIPT,
-        &["stop"],
+        "bash",
+        &[
+            "-c",
+            "\"$0\" stop; rm -rf \"$NODEBOOT_TEST_STATE/etcd-data\"",
+            SCRIPT,
+        ],
         &[("NODEBOOT_TEST_STATE", state.as_os_str())],
     );
     let mut api = start(&state);
