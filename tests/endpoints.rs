@@ -1052,10 +1052,14 @@ async fn node_report_says_what_a_node_gets_and_why() {
 
     let dir = troubled_site();
     let troubled = Server::new(dir.path(), source_check());
-    troubled
+    let detail = troubled
         .admin("/nodes/02:00:00:00:00:01")
         .await
         .problem(409);
+    assert_eq!(
+        detail,
+        "'02:00:00:00:00:01' is claimed by more than one node (in one namespace or several); it cannot be served until only one claims it"
+    );
     let tie = troubled.admin("/nodes/n4").await.json();
     assert_eq!(tie["phase"], "Conflict");
     assert!(
