@@ -13,7 +13,6 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request};
-use bytes::Bytes;
 use nodeboot::http::admin::{AdminState, Readiness};
 use nodeboot::http::boot::BootState;
 use nodeboot::http::client_addr::Peer;
@@ -21,7 +20,7 @@ use nodeboot::http::{AccessPolicy, Limits, SharedSnapshot, admin_router, boot_ro
 use nodeboot::manifests::ManifestFolder;
 use nodeboot::metrics::Metrics;
 use nodeboot_core::compile::ConfigCompiler;
-use nodeboot_core::render::{RenderSettings, ipxe};
+use nodeboot_core::render::RenderSettings;
 use nodeboot_core::snapshot::build;
 use serde_json::{Value, json};
 use support::manifest_dir;
@@ -56,13 +55,7 @@ impl Server {
         let limits = Limits::default();
         let readiness = Arc::new(Readiness::default());
         let boot = boot_router(
-            BootState {
-                snapshot: snapshot.clone(),
-                access: Arc::new(access),
-                bootstrap: Bytes::from(ipxe::bootstrap(SERVER)),
-                metrics: metrics.clone(),
-                log_limit: Default::default(),
-            },
+            BootState::new(snapshot.clone(), access, &settings, metrics.clone()),
             &metrics,
             &limits,
         );

@@ -448,6 +448,9 @@ async fn two_replicas_one_leader_both_serve_and_hand_over() {
     drop(a);
 }
 
+/// How long the outage test keeps kube-apiserver down.
+const OUTAGE: Duration = Duration::from_secs(15);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn serving_survives_an_api_server_outage_and_catches_up() {
     let api = apiserver::dedicated("outage");
@@ -493,15 +496,18 @@ async fn serving_survives_an_api_server_outage_and_catches_up() {
         "API server still answers"
     );
 
-    // Boot answers go on from the last state.
-    for _ in 0..20 {
+    // Boot answers go on from the last state, for an outage long enough that a watch backoff
+    // which grows with it (kube's default: 0.8 s doubling to 30 s) would wait about 25 s after
+    // the API server returns.
+    let outage = Instant::now();
+    while outage.elapsed() < OUTAGE {
         let (status, _, body) = op.get("/boot/v1/bootscript?mac=02:00:00:00:10:00").await;
         assert_eq!(status, 200);
         assert!(
             body.contains("http://images.example/rocky9/vmlinuz"),
             "{body}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(get(&format!("{}/readyz", op.admin)).await.0, 200);
 
@@ -536,7 +542,16 @@ async fn serving_survives_an_api_server_outage_and_catches_up() {
             b.contains("after/vmlinuz")
         })
         .await;
-    eprintln!("change after the outage served after {took:?}");
+    eprintln!(
+        "after a {OUTAGE:?} API server outage, a BootConfig patch made once it was back was served after {took:?}"
+    );
+    // The watches retry at most 2 s apart, so the change is served within the 5 s;
+    // the bound is looser to stay clear of a loaded machine, and far below the ~25 s of a
+    // backoff that grows with the outage.
+    assert!(
+        took < Duration::from_secs(10),
+        "a change after the outage took {took:?} to be served"
+    );
     eventually("status caught up", Duration::from_secs(60), || {
         (api.get_json(&ns, "bc/compute-rocky9")["status"]["observedGeneration"] == 2).then_some(())
     })

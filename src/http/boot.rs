@@ -31,10 +31,25 @@ pub struct BootState {
     /// `/boot.ipxe`, rendered once: it depends only on the advertised URL.
     pub bootstrap: Bytes,
     pub metrics: Arc<Metrics>,
-    pub log_limit: Arc<LogLimit>,
+    log_limit: Arc<LogLimit>,
 }
 
 impl BootState {
+    pub fn new(
+        snapshot: SharedSnapshot,
+        access: AccessPolicy,
+        render: &nodeboot_core::render::RenderSettings,
+        metrics: Arc<Metrics>,
+    ) -> BootState {
+        BootState {
+            snapshot,
+            access: Arc::new(access),
+            bootstrap: Bytes::from(nodeboot_core::render::ipxe::bootstrap(&render.server_url)),
+            metrics,
+            log_limit: Arc::default(),
+        }
+    }
+
     fn warn(&self, kind: Warning, log: impl FnOnce(u64)) {
         self.log_limit.warn(kind, &self.metrics, log);
     }

@@ -18,13 +18,12 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::http::{Request, StatusCode};
 use axum::routing::{any, get};
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use ipnet::IpNet;
-use nodeboot_core::render::{RenderSettings, ipxe};
+use nodeboot_core::render::RenderSettings;
 use nodeboot_core::snapshot::Snapshot;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -292,13 +291,12 @@ impl Listeners {
         let boot_addr = boot.local_addr().unwrap_or(config.listen);
         let admin_addr = admin.local_addr().unwrap_or(config.admin_listen);
         raise_open_files_limit(config.limits.max_connections);
-        let boot_state = boot::BootState {
-            snapshot: snapshot.clone(),
-            access: Arc::new(config.access.clone()),
-            bootstrap: Bytes::from(ipxe::bootstrap(&config.render.server_url)),
-            metrics: metrics.clone(),
-            log_limit: Arc::default(),
-        };
+        let boot_state = boot::BootState::new(
+            snapshot.clone(),
+            config.access.clone(),
+            &config.render,
+            metrics.clone(),
+        );
         let admin_state = admin::AdminState {
             snapshot,
             metrics: metrics.clone(),

@@ -170,6 +170,9 @@ pub fn validate_boot_config(spec: &BootConfigSpec) -> Result<(), SpecError> {
     }
     check_chars("spec.params", &spec.params, MAX_TEMPLATE_CHARS)?;
     check_chars("spec.script", &spec.script, MAX_TEMPLATE_CHARS)?;
+    // The schema refuses bad operators, keys and values; so does this.
+    crate::selector::Selector::compile(spec.node_selector.as_ref())
+        .map_err(|e| err("spec.nodeSelector", e.to_string()))?;
     if let Some(selector) = &spec.node_selector {
         let labels = selector.match_labels.as_ref().map_or(0, BTreeMap::len);
         at_most(
