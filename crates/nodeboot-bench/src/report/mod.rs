@@ -210,6 +210,7 @@ mod tests {
             "| bootscript | 256 | 71,959 | 60,092 | 1.20 | 2.96 / 8.08 / 10.88 | 3.69 / 9.27 / 14.05 | 0 / 3 | 3.33 2.67; 3.44 2.88 |",
             "| bootscript | 256 | nginx | 62,622 | 57,562 |",
             "| bootscript | 256 | nodeboot | 73,925 | 69,993 |",
+            "| bootscript | 256 | nodeboot/nginx | 1.18 | 1.22 |",
             "| wrk, each (node, doc) pair issued once then stopped | 1024 | 400290 | 0 | 6.6 | 60,776 | connect 0, read 0, write 0, status>399 0, timeout 0; p99 53.21 ms |",
             "| exact (nodeboot-bench compare), each pair once, shuffled, bodies checked | 1024 | 400000 | 0 | 8.5 | 47,059 | identical 400000, different 0, non-200 0, connection errors and timeouts 0 |",
             "- `nodeboot_http_requests_total{endpoint=\"bootscript\",outcome=\"ok\"}`: 95223",

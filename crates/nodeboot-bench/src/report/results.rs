@@ -11,6 +11,8 @@ pub struct WrkRow {
     pub scenario: String,
     pub connections: u32,
     pub server: String,
+    /// The round (storm.sh --repeat) the run belongs to.
+    pub run: u32,
     pub requests: u64,
     pub duration_us: u64,
     pub rps: f64,
@@ -67,6 +69,7 @@ pub fn read_results(path: &Path) -> Result<Vec<WrkRow>, ReportError> {
             scenario: text("scenario")?.to_owned(),
             connections: count("connections")? as u32,
             server: text("server")?.to_owned(),
+            run: count("run")? as u32,
             requests: count("requests")?,
             duration_us: count("duration_us")?,
             rps: number("rps")?,

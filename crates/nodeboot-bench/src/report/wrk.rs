@@ -79,7 +79,10 @@ pub fn tables(rows: &[WrkRow]) -> String {
         );
     }
     if runs > 1 {
-        out.push_str("\nEvery run (req/s):\n\n");
+        out.push_str(
+            "\nEvery run (req/s), and each round's ratio: both servers run back to back in a \
+             round, so its ratio compares them at about the same machine load.\n\n",
+        );
         let _ = write!(out, "| scenario | connections | server |");
         for i in 1..=runs {
             let _ = write!(out, " run {i} |");
@@ -93,6 +96,21 @@ pub fn tables(rows: &[WrkRow]) -> String {
                 let _ = write!(out, " {} |", thousands(r.rps));
             }
             out.push('\n');
+            // nginx sorts before nodeboot: after nodeboot's row, the point's ratios.
+            if *server == "nodeboot"
+                && let Some(ng) = cells.get(&(*order, *conns, "nginx"))
+            {
+                let _ = write!(out, "| {} | {conns} | nodeboot/nginx |", ORDER[*order]);
+                for r in rs {
+                    match ng.iter().find(|n| n.run == r.run) {
+                        Some(n) if n.rps > 0.0 => {
+                            let _ = write!(out, " {:.2} |", r.rps / n.rps);
+                        }
+                        _ => out.push_str(" |"),
+                    }
+                }
+                out.push('\n');
+            }
         }
     }
     out
