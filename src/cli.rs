@@ -135,7 +135,7 @@ pub struct ServeArgs {
     pub cloud_init_source_check: OnOff,
 
     /// Open connections per listener; more are closed at once and counted in
-    /// nodeboot_connections_refused. The open-files limit is raised to match at start.
+    /// nodeboot_connections_refused_total. The open-files limit is raised to match at start.
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(16..=1_000_000), env = "NODEBOOT_MAX_CONNECTIONS")]
     pub max_connections: u32,
 }

@@ -135,6 +135,21 @@ async fn bad_objects_are_refused_with_clear_messages() {
             "apiVersion: nodeboot.io/v1alpha1\nkind: BootConfig\nmetadata: {name: b}\nspec:\n  kernel: ftp://i/k\n".to_owned(),
             "spec.kernel: Invalid value",
         ),
+        (
+            "selector operator",
+            "apiVersion: nodeboot.io/v1alpha1\nkind: BootConfig\nmetadata: {name: b}\nspec:\n  kernel: http://i/k\n  nodeSelector: {matchExpressions: [{key: role, operator: Equals, values: [x]}]}\n".to_owned(),
+            "supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\"",
+        ),
+        (
+            "selector key",
+            "apiVersion: nodeboot.io/v1alpha1\nkind: BootConfig\nmetadata: {name: b}\nspec:\n  kernel: http://i/k\n  nodeSelector: {matchLabels: {\"bad key!\": x}}\n".to_owned(),
+            "label keys must be Kubernetes qualified names",
+        ),
+        (
+            "Exists with values",
+            "apiVersion: nodeboot.io/v1alpha1\nkind: BootConfig\nmetadata: {name: b}\nspec:\n  kernel: http://i/k\n  nodeSelector: {matchExpressions: [{key: role, operator: Exists, values: [x]}]}\n".to_owned(),
+            "In and NotIn need at least one value; Exists and DoesNotExist take none",
+        ),
     ];
     for (what, yaml, needle) in cases {
         let out = api.apply(&ns, &yaml);
@@ -446,6 +461,49 @@ async fn two_replicas_one_leader_both_serve_and_hand_over() {
     })
     .await;
     drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_operator_serves_a_broken_bootconfigs_last_good_version() {
+    let api = apiserver::shared();
+    let ns = api.fresh_namespace("lastgood");
+    api.apply_ok(&ns, &examples_in(&ns));
+    let mut op = operator(api, &ns, &[]).await;
+    eventually("lastGood recorded", Duration::from_secs(60), || {
+        (api.get_json(&ns, "bc/compute-rocky9")["status"]["lastGood"]["generation"] == 1)
+            .then_some(())
+    })
+    .await;
+    // A change whose template does not compile: generation 1 goes on being served...
+    api.patch_merge(
+        &ns,
+        "bc/compute-rocky9",
+        r#"{"spec":{"kernel":"http://images.example/broken/vmlinuz","params":"x={{ oops"}}"#,
+    );
+    eventually("InvalidSpec", Duration::from_secs(60), || {
+        let bc = api.get_json(&ns, "bc/compute-rocky9");
+        (ready(&bc).is_some_and(|c| c["reason"] == "InvalidSpec")
+            && bc["status"]["observedGeneration"] == 2)
+            .then_some(())
+    })
+    .await;
+    let bc = api.get_json(&ns, "bc/compute-rocky9");
+    assert_eq!(bc["status"]["lastGood"]["generation"], 1, "{bc}");
+    let script = "/boot/v1/bootscript?mac=02:00:00:00:10:00";
+    let (_, _, body) = op.get(script).await;
+    assert!(body.contains("rocky9/vmlinuz"), "{body}");
+    // ...also by an operator that starts now, knowing only what the cluster holds.
+    assert!(op.terminate().success());
+    let op = operator(api, &ns, &[]).await;
+    let (status, _, body) = op.get(script).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("http://images.example/rocky9/vmlinuz"),
+        "the restarted operator lost the last good version:\n{body}\n{}",
+        op.logs()
+    );
+    let report = op.node_report("x1000c0s0b0n0").await;
+    assert_eq!(report["servedGeneration"], 1, "{report}");
 }
 
 /// How long the outage test keeps kube-apiserver down.

@@ -155,9 +155,23 @@ fn parse_file_typed(text: &str) -> Option<Vec<Object>> {
 /// What both paths check once an object is read: the API server's validation, its name and
 /// namespace, and the default namespace.
 fn finish_object(at: &Located<'_>, mut object: Object) -> Result<Object, ManifestError> {
+    // Status is the server's: a manifest on disk that carries one (an export, say) has it
+    // ignored, whichever parser read it.
     let (kind, meta) = match &mut object {
-        Object::NodeGroup(o) => ("NodeGroup", Arc::get_mut(o).map(|o| &mut o.metadata)),
-        Object::BootConfig(o) => ("BootConfig", Arc::get_mut(o).map(|o| &mut o.metadata)),
+        Object::NodeGroup(o) => (
+            "NodeGroup",
+            Arc::get_mut(o).map(|o| {
+                o.status = None;
+                &mut o.metadata
+            }),
+        ),
+        Object::BootConfig(o) => (
+            "BootConfig",
+            Arc::get_mut(o).map(|o| {
+                o.status = None;
+                &mut o.metadata
+            }),
+        ),
         Object::Secret(o) => ("Secret", Arc::get_mut(o).map(|o| &mut o.metadata)),
     };
     // Just created: this is the only reference.

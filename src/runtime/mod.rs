@@ -123,11 +123,16 @@ async fn rebuild_loop(
         let started = Instant::now();
         let attempt = tokio::task::block_in_place(|| {
             let earlier = failed.take();
-            let (desired, delay) = match (retry, earlier) {
-                (true, Some(earlier)) => earlier,
+            // The wait before this attempt, when it retries a failed one.
+            let (desired, waited) = match (retry, earlier) {
+                (true, Some((desired, wait))) => (desired, Some(wait)),
                 (_, earlier) => {
                     match std::panic::catch_unwind(AssertUnwindSafe(|| source.load())) {
-                        Ok(loaded) => loaded.map(|d| (d, RETRY_FIRST)).or(earlier)?,
+                        Ok(Some(loaded)) => (loaded, None),
+                        Ok(None) => {
+                            let (desired, wait) = earlier?;
+                            (desired, Some(wait))
+                        }
                         Err(panic) => return Some(Err((panic, None))),
                     }
                 }
@@ -135,7 +140,7 @@ async fn rebuild_loop(
             let built = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 build(&desired, &mut compiler, &settings)
             }));
-            Some(built.map_err(|panic| (panic, Some((desired, delay)))))
+            Some(built.map_err(|panic| (panic, Some((desired, waited)))))
         });
         let (next, report) = match attempt {
             None => continue,
@@ -151,7 +156,10 @@ async fn rebuild_loop(
                 targets.readiness.failed(why);
                 // Inputs that were read are tried again later; a source that failed to read is
                 // read again at its next change.
-                failed = retry_with.map(|(desired, delay)| (desired, (delay * 2).min(RETRY_MAX)));
+                failed = retry_with.map(|(desired, waited)| {
+                    let wait = waited.map_or(RETRY_FIRST, |w| (w * 2).min(RETRY_MAX));
+                    (desired, wait)
+                });
                 continue;
             }
         };

@@ -24,6 +24,20 @@ pub const USER_DATA_SECRET_SELECTOR: &str = "nodeboot.io/user-data=true";
 
 pub type Labels = BTreeMap<String, String>;
 
+/// A refused value as an error message quotes it: at most 64 characters, control characters
+/// shown escaped, so that a message stays one short line whatever was refused.
+pub fn shown(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(64)
+        .flat_map(char::escape_default)
+        .collect();
+    if value.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
 fn is_alnum(c: u8) -> bool {
     c.is_ascii_alphanumeric()
 }

@@ -97,7 +97,7 @@ impl Selector {
                     no_values("DoesNotExist")?;
                     Operator::DoesNotExist
                 }
-                other => return Err(SelectorError::BadOperator(other.into())),
+                other => return Err(SelectorError::BadOperator(labels::shown(other))),
             };
             reqs.push(Requirement {
                 key: expr.key.clone(),
@@ -137,7 +137,7 @@ fn check_key(key: &str) -> Result<(), SelectorError> {
     if labels::is_valid_key(key) {
         Ok(())
     } else {
-        Err(SelectorError::BadKey(key.into()))
+        Err(SelectorError::BadKey(labels::shown(key)))
     }
 }
 
@@ -146,8 +146,8 @@ fn check_value(key: &str, value: &str) -> Result<(), SelectorError> {
         Ok(())
     } else {
         Err(SelectorError::BadValue {
-            key: key.into(),
-            value: value.into(),
+            key: labels::shown(key),
+            value: labels::shown(value),
         })
     }
 }

@@ -65,7 +65,8 @@ fn check_user_labels(
             return Err(err(
                 format!("{field}[{key}]"),
                 format!(
-                    "'{value}' is not a valid label value (alphanumerics and -_. inside, at most 63 characters)"
+                    "'{}' is not a valid label value (alphanumerics and -_. inside, at most 63 characters)",
+                    labels::shown(value)
                 ),
             ));
         }
@@ -93,7 +94,7 @@ pub fn validate_node_group(spec: &NodeGroupSpec) -> Result<(), SpecError> {
                 at("name"),
                 format!(
                     "'{}' is not a valid node name (alphanumerics and -_. inside, at most 63 characters)",
-                    node.name
+                    labels::shown(&node.name)
                 ),
             ));
         }
@@ -126,7 +127,7 @@ pub fn validate_node_group(spec: &NodeGroupSpec) -> Result<(), SpecError> {
         {
             return Err(err(
                 at("ip"),
-                format!("'{ip}' is not an IPv4 or IPv6 address"),
+                format!("'{}' is not an IPv4 or IPv6 address", labels::shown(ip)),
             ));
         }
         if let Some(hostname) = &node.hostname
@@ -134,7 +135,7 @@ pub fn validate_node_group(spec: &NodeGroupSpec) -> Result<(), SpecError> {
         {
             return Err(err(
                 at("hostname"),
-                format!("'{hostname}' is not an RFC 1123 host name"),
+                format!("'{}' is not an RFC 1123 host name", labels::shown(hostname)),
             ));
         }
         check_user_labels(&at("labels"), &node.labels, MAX_NODE_LABELS)?;
@@ -151,7 +152,10 @@ fn check_url(field: &str, url: &str) -> Result<(), SpecError> {
     if !scheme_ok {
         return Err(err(
             field,
-            format!("'{url}' must be an http, https or tftp URL"),
+            format!(
+                "'{}' must be an http, https or tftp URL",
+                labels::shown(url)
+            ),
         ));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {

@@ -175,8 +175,9 @@ fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode
                 .unwrap_or_default();
             let message = format!("BootConfig {config} failed to render for this node: {err}");
             node.outcome = Outcome::Unassigned(message);
-            // Its meta-data is the inventory's, not the template's: still served.
-            let cloud_init = render_cloud_init(None, &meta, None, settings)
+            // Its meta-data is still served, as for any node without a BootConfig: the
+            // inventory's layers, not the BootConfig's (the report shows the same).
+            let cloud_init = render_cloud_init(None, &node.meta(), None, settings)
                 .map(prepared_docs)
                 .unwrap_or_default();
             ServedNode {
