@@ -855,14 +855,14 @@ async fn unknown_paths_get_problem_bodies() {
     for path in ["/boot.ipxe", "/boot/v1/bootscript?mac=02:00:00:00:10:00"] {
         for method in [Method::POST, Method::PUT, Method::DELETE] {
             let detail = server.send(method, path, STRANGER, &[]).await.problem(405);
-            assert_eq!(detail, "only GET is served here (and HEAD)");
+            assert_eq!(detail, "only GET (and HEAD) is served here");
         }
     }
     let detail = server
         .admin_send(Method::POST, "/healthz")
         .await
         .problem(405);
-    assert_eq!(detail, "only GET is served here (and HEAD)");
+    assert_eq!(detail, "only GET (and HEAD) is served here");
 }
 
 #[tokio::test]

@@ -440,7 +440,8 @@ async fn bad_file_is_reported_and_last_good_state_kept() {
         &dir.path().join("site.yaml"),
         "apiVersion: nodeboot.io/v1alpha1\nkind: NodeGroup\nmetadata: {name: x\n",
     );
-    nb.wait_log("site.yaml: document 1: not valid YAML").await;
+    nb.wait_log("site.yaml: document 1: line 1: not valid YAML")
+        .await;
     assert_eq!(nb.get(path).await.2, before);
     // A file the API server would refuse (a bad MAC) is refused the same way.
     rewrite(

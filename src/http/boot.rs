@@ -24,14 +24,26 @@ use super::problem::Problem;
 use super::{AccessPolicy, SharedSnapshot};
 use crate::metrics::{Metrics, Outcome};
 
+/// What the boot handlers share, behind one reference count: axum clones the state for every
+/// request, and each shared count is a cache line the answering threads pass back and forth.
 #[derive(Clone)]
-pub struct BootState {
+pub struct BootState(Arc<BootShared>);
+
+pub struct BootShared {
     pub snapshot: SharedSnapshot,
-    pub access: Arc<AccessPolicy>,
+    pub access: AccessPolicy,
     /// `/boot.ipxe`, rendered once: it depends only on the advertised URL.
     pub bootstrap: Bytes,
     pub metrics: Arc<Metrics>,
-    log_limit: Arc<LogLimit>,
+    log_limit: LogLimit,
+}
+
+impl std::ops::Deref for BootState {
+    type Target = BootShared;
+
+    fn deref(&self) -> &BootShared {
+        &self.0
+    }
 }
 
 impl BootState {
@@ -41,15 +53,17 @@ impl BootState {
         render: &nodeboot_core::render::RenderSettings,
         metrics: Arc<Metrics>,
     ) -> BootState {
-        BootState {
+        BootState(Arc::new(BootShared {
             snapshot,
-            access: Arc::new(access),
+            access,
             bootstrap: Bytes::from(nodeboot_core::render::ipxe::bootstrap(&render.server_url)),
             metrics,
-            log_limit: Arc::default(),
-        }
+            log_limit: LogLimit::default(),
+        }))
     }
+}
 
+impl BootShared {
     fn warn(&self, kind: Warning, log: impl FnOnce(u64)) {
         self.log_limit.warn(kind, &self.metrics, log);
     }
@@ -182,16 +196,17 @@ pub async fn bootscript(
             }
             _ => {}
         }
-        match (&answer.decision, wants_json(&q)) {
+        let decision = answer.decision();
+        match (&decision, wants_json(&q)) {
             (Decision::Boot(boot), true) => Ok(Json(BootJson {
                 kernel: &boot.config.kernel,
                 initrd: boot.config.initrd.as_deref(),
-                params: std::str::from_utf8(&boot.params).unwrap_or_default(),
+                params: boot.params(),
             })
             .into_response()),
             (Decision::Wait { why, .. }, true) => Err(Problem::not_found(why.clone())),
-            (Decision::Boot(_), false) => Ok(text(answer.script())),
-            (Decision::Wait { .. }, false) => Ok(waiting(text(answer.script()))),
+            (Decision::Boot(_), false) => Ok(text(answer.script_for(&decision))),
+            (Decision::Wait { .. }, false) => Ok(waiting(text(answer.script_for(&decision)))),
         }
     })())
 }
@@ -229,9 +244,9 @@ pub async fn bootparameters(
                 return Err(Problem::not_found("no node has this identifier"));
             }
         };
-        let boot = match &answer.decision {
+        let boot = match answer.decision() {
             Decision::Boot(boot) => boot,
-            Decision::Wait { why, .. } => return Err(Problem::not_found(why.clone())),
+            Decision::Wait { why, .. } => return Err(Problem::not_found(why)),
         };
         let body = [BootParams {
             hosts: vec![node.name()],
@@ -239,7 +254,7 @@ pub async fn bootparameters(
             nids: node.nid().into_iter().collect(),
             kernel: &boot.config.kernel,
             initrd: boot.config.initrd.as_deref(),
-            params: std::str::from_utf8(&boot.params).unwrap_or_default(),
+            params: boot.params(),
         }];
         Ok(Json(body).into_response())
     })())
@@ -325,14 +340,6 @@ pub async fn cloud_init_by_source(
             other => Problem::not_found(other.to_string()),
         })
     })())
-}
-
-pub async fn method_not_allowed() -> Response {
-    Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "only GET is served here (and HEAD)",
-    )
-    .into_response()
 }
 
 pub async fn not_found(uri: axum::http::Uri) -> Response {

@@ -122,14 +122,13 @@ pub fn boot_router(state: boot::BootState, metrics: &Arc<Metrics>, limits: &Limi
             router.route(path, instrumented(m(endpoint), handler))
         })
         .fallback(instrumented(m(Endpoint::other), any(boot::not_found)))
-        .method_not_allowed_fallback(boot::method_not_allowed)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
-        .layer(axum::middleware::map_response(
+        .layer(tower::util::MapResponseLayer::new(
             problem::every_error_a_problem,
         ))
 }
@@ -141,14 +140,13 @@ pub fn admin_router(state: admin::AdminState, limits: &Limits) -> Router {
         .route("/metrics", get(admin::metrics))
         .route("/nodes/{id}", get(admin::node))
         .fallback(admin::not_found)
-        .method_not_allowed_fallback(boot::method_not_allowed)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
-        .layer(axum::middleware::map_response(
+        .layer(tower::util::MapResponseLayer::new(
             problem::every_error_a_problem,
         ))
 }

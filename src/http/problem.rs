@@ -49,11 +49,11 @@ impl IntoResponse for Problem {
     }
 }
 
-/// Makes every error response a problem body, whoever made it: the router's 405, a timeout's
-/// 408, the body limit's 413, an extractor's plain-text rejection (a path that is not UTF-8).
-/// The original text is kept as the detail when it is short text; handlers' problems pass as
-/// they are.
-pub async fn every_error_a_problem(response: Response) -> Response {
+/// Makes every error response a problem body, whoever made it: a method the route does not
+/// serve (405), a timeout (408), the body limit (413), an extractor's plain-text rejection (a
+/// path that is not UTF-8). Handlers' own problems pass as they are. Synchronous, so no
+/// future is boxed for the responses that are fine.
+pub fn every_error_a_problem(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -65,19 +65,21 @@ pub async fn every_error_a_problem(response: Response) -> Response {
     if is_problem {
         return response;
     }
-    let body = axum::body::to_bytes(response.into_body(), 1024)
-        .await
-        .unwrap_or_default();
-    let detail = std::str::from_utf8(&body)
-        .ok()
-        .map(|t| {
-            t.trim()
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect::<String>()
-        })
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
-    Problem::new(status, detail).into_response()
+    let detail = match status {
+        StatusCode::BAD_REQUEST => {
+            "the request could not be read: its path or query is not valid (UTF-8, percent-encoding)"
+        }
+        StatusCode::METHOD_NOT_ALLOWED => "only GET (and HEAD) is served here",
+        StatusCode::REQUEST_TIMEOUT => "the request took longer than the server allows",
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than the server accepts",
+        _ => status.canonical_reason().unwrap_or("error"),
+    };
+    let mut problem = Problem::new(status, detail).into_response();
+    // Keep what the router said besides the body (Allow on a 405, say).
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name, value.clone());
+        }
+    }
+    problem
 }

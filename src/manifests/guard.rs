@@ -16,8 +16,70 @@ pub struct Refused {
     pub message: String,
 }
 
-/// Checks `text`; returns the line each document starts on.
+/// Checks `text`; returns the line each document starts on. Most manifests show in one cheap
+/// pass over their bytes that they can hold neither (no `&` or `*`, little indentation, few
+/// brackets): only the others are read event by event.
 pub fn check(text: &str) -> Result<Vec<usize>, Refused> {
+    match quick_look(text) {
+        Some(starts) => Ok(starts),
+        None => check_events(text),
+    }
+}
+
+/// The document starts of `text` when its bytes alone show it cannot hold an alias or an
+/// anchor (no `&` or `*` anywhere) nor nest deeper than `MAX_DEPTH`: block nesting needs a
+/// deeper indentation or another compact `- `/`? ` on the line for every level, flow nesting
+/// a bracket. `None` when it might, or when a document marker sits where this look cannot
+/// be sure of it.
+fn quick_look(text: &str) -> Option<Vec<usize>> {
+    if text.contains(['&', '*']) {
+        return None;
+    }
+    let mut starts = Vec::new();
+    let mut content = false;
+    let mut brackets = 0usize;
+    let mut deepest_brackets = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches(' ');
+        let indent = line.len() - body.len();
+        let mut compact = 0;
+        let mut rest = body;
+        while let Some(r) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("? ")) {
+            compact += 1;
+            rest = r.trim_start_matches(' ');
+        }
+        if indent + compact * 2 + deepest_brackets > MAX_DEPTH {
+            return None;
+        }
+        for b in line.bytes() {
+            match b {
+                b'[' | b'{' => {
+                    brackets += 1;
+                    deepest_brackets = deepest_brackets.max(brackets);
+                }
+                b']' | b'}' => brackets = brackets.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if deepest_brackets > MAX_DEPTH {
+            return None;
+        }
+        let marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        let first_content =
+            !content && !body.is_empty() && !body.starts_with('#') && !line.starts_with('%');
+        if marker || first_content {
+            starts.push(i + 1);
+            content = true;
+        } else if line.starts_with("...") {
+            // After an explicit end, the next content starts a document of its own.
+            content = false;
+        }
+    }
+    Some(starts)
+}
+
+/// The exact check: every parse event.
+fn check_events(text: &str) -> Result<Vec<usize>, Refused> {
     let mut starts = Vec::new();
     let mut depth = 0usize;
     for event in Parser::new_from_str(text) {
@@ -68,9 +130,38 @@ mod tests {
         let deep = format!("a: {}1{}\n", "[".repeat(40), "]".repeat(40));
         assert!(check(&deep).unwrap_err().message.contains("nested deeper"));
         assert_eq!(check("a: 1\n---\nb: 2\n").unwrap(), vec![1, 2]);
-        let e = check("ok: 1\n---\nbad: [\n").unwrap_err();
+        // What the quick look lets through, the YAML parser refuses (with its own words).
+        let e = check_events("ok: 1\n---\nbad: [\n").unwrap_err();
         assert_eq!(e.doc, 2);
         assert!(e.message.starts_with("not valid YAML"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_quick_look_finds_the_same_documents() {
+        for text in [
+            "a: 1\n---\nb: 2\n",
+            "# comment\n---\na: 1\n---\nb: [x, {y: z}]\n",
+            "a: |\n  text\n  - more\n---\n- x\n- y\n",
+            include_str!("../../examples/site.yaml"),
+        ] {
+            assert_eq!(
+                quick_look(text),
+                Some(check_events(text).unwrap()),
+                "{text}"
+            );
+        }
+        // rsyslog's `*.*` makes this one take the exact path; both agree it is fine.
+        let configs = include_str!("../../examples/bootconfigs.yaml");
+        assert_eq!(quick_look(configs), None);
+        assert!(check(configs).is_ok());
+        // Anything that might hold an alias or deep nesting takes the exact path.
+        assert_eq!(quick_look("a: &x 1\nb: *x\n"), None);
+        assert_eq!(
+            quick_look(&format!("a: {}1{}\n", "[".repeat(40), "]".repeat(40))),
+            None
+        );
+        assert_eq!(quick_look(&format!("a:\n{}b: 1\n", " ".repeat(40))), None);
+        assert_eq!(quick_look(&format!("{}x\n", "- ".repeat(20))), None);
     }
 
     #[test]

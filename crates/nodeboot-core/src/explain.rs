@@ -81,12 +81,13 @@ fn why(outcome: &Outcome, candidates: &[Candidate]) -> String {
 /// gets, with the reasoning around it.
 pub fn explain(snapshot: &Snapshot, id: &str) -> Result<NodeReport, ExplainError> {
     let answer = snapshot.answer(&Query::new(Identity::NameOrMac(id.to_owned())));
-    let script = String::from_utf8_lossy(&answer.script()).into_owned();
-    let (kernel, initrd, params) = match &answer.decision {
+    let decision = answer.decision();
+    let script = String::from_utf8_lossy(&answer.script_for(&decision)).into_owned();
+    let (kernel, initrd, params) = match &decision {
         Decision::Boot(boot) => (
             Some(boot.config.kernel.clone()),
             boot.config.initrd.clone(),
-            Some(String::from_utf8_lossy(&boot.params).into_owned()),
+            Some(boot.params().to_owned()),
         ),
         Decision::Wait { .. } => (None, None, None),
     };

@@ -63,13 +63,19 @@ fn write_value(out: &mut minijinja::Output, text: &str) -> Result<(), Error> {
         .map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
 }
 
-/// A JSON text (what `tojson` makes) is one self-delimited YAML flow node: it cannot end its
-/// line or its collection, so it may stand for itself in the shape rendering.
-fn is_json_node(text: &str) -> bool {
-    let t = text.trim();
-    (t.starts_with(['{', '[', '"']) || t.parse::<f64>().is_ok())
-        && !t.contains(['\n', '\r'])
-        && serde_json::from_str::<serde_json::Value>(t).is_ok()
+/// What `tojson` makes of a scalar (a quoted string, a number, `true`, `null`) is one YAML
+/// scalar wherever it stands: the shape rendering may keep it. Collections are not kept, so
+/// no value stands in for a list or a mapping; a template that lists a value's items writes
+/// the loop itself, and the shape rendering runs the same loop.
+fn is_json_scalar(text: &str) -> bool {
+    !text.contains(['\n', '\r'])
+        && matches!(
+            serde_json::from_str::<serde_json::Value>(text),
+            Ok(serde_json::Value::String(_)
+                | serde_json::Value::Number(_)
+                | serde_json::Value::Bool(_)
+                | serde_json::Value::Null)
+        )
 }
 
 fn format_value(
@@ -79,10 +85,17 @@ fn format_value(
     value: &Value,
 ) -> Result<(), Error> {
     if value.is_none() || value.is_undefined() {
+        // Nothing written can still change a document (`[{{ x }}]` becomes `[]`).
+        if dialect == Dialect::Yaml {
+            state.set_temp(YAML_UNSAFE, Value::from(true));
+        }
         return Ok(());
     }
     // Values nodeboot checked itself (URLs at compile time, params after rendering).
     if let Some(checked) = value.downcast_object_ref::<Checked>() {
+        if dialect == Dialect::Yaml && !is_plain_safe(&checked.0) {
+            state.set_temp(YAML_UNSAFE, Value::from(true));
+        }
         return write_value(out, &checked.0);
     }
     let text = value.to_string();
@@ -105,13 +118,17 @@ fn format_value(
                 ));
             }
         }
-        Dialect::Yaml => {}
+        Dialect::Yaml => {
+            if !is_plain_safe(&text) {
+                state.set_temp(YAML_UNSAFE, Value::from(true));
+            }
+        }
         Dialect::Shape => {
             let plain = matches!(
                 value.kind(),
                 minijinja::value::ValueKind::Number | minijinja::value::ValueKind::Bool
             );
-            if !plain && !is_json_node(&text) {
+            if !plain && !(value.is_safe() && is_json_scalar(&text)) {
                 let n = state.get_temp("shape").and_then(|v| i64::try_from(v).ok());
                 let n = n.unwrap_or(0);
                 state.set_temp("shape", Value::from(n + 1));
@@ -120,6 +137,22 @@ fn format_value(
         }
     }
     write_value(out, &text)
+}
+
+/// The temp a YAML rendering sets when some value it wrote is not plain-safe.
+pub const YAML_UNSAFE: &str = "nodeboot-yaml-unsafe";
+
+/// A value YAML reads as one plain scalar wherever it stands, exactly as it reads the shape
+/// rendering's token there (also a plain scalar): short, starting alphanumeric, then only
+/// alphanumerics and `._/-`. A document whose values are all like this has the structure of
+/// its shape rendering, and parses when that does.
+pub fn is_plain_safe(text: &str) -> bool {
+    let b = text.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'/' | b'-'))
 }
 
 /// A fresh environment for one dialect: strict about undefined variables (a typo is an error,
@@ -454,21 +487,21 @@ mod tests {
     }
 
     #[test]
-    fn shape_dialect_replaces_strings_with_tokens_and_keeps_json() {
+    fn shape_dialect_keeps_only_numbers_and_tojson_scalars() {
         let mut env = new_environment(Dialect::Shape);
         env.add_template_owned(
             USER_DATA,
-            "a: {{ meta.s }}\nb: {{ meta.n }}\nc: {{ meta.l|tojson }}\nd: {{ meta.s }}\n",
+            "a: {{ meta.s }}\nb: {{ meta.n }}\nc: {{ meta.l|tojson }}\nd: {{ meta.s }}\ne: {{ meta.s|tojson }}\nf: {{ meta.j }}\n",
         )
         .unwrap();
         let out = env
             .get_template(USER_DATA)
             .unwrap()
-            .render(minijinja::context! { meta => serde_json::json!({"s": "x\ny", "n": 3, "l": ["p", "q"]}) })
+            .render(minijinja::context! { meta => serde_json::json!({"s": "x\ny", "n": 3, "l": ["p", "q"], "j": "\"quoted\""}) })
             .unwrap();
         assert_eq!(
             out,
-            "a: nodeboot-value-0\nb: 3\nc: [\"p\",\"q\"]\nd: nodeboot-value-1\n"
+            "a: nodeboot-value-0\nb: 3\nc: nodeboot-value-1\nd: nodeboot-value-2\ne: \"x\\ny\"\nf: nodeboot-value-3\n"
         );
     }
 

@@ -3,7 +3,7 @@
 //! the output, and for YAML documents, the structure its template's own text gives it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use minijinja::{Environment, ErrorKind, Value};
 
@@ -11,13 +11,15 @@ use super::RenderError;
 use super::cloud_init::CLOUD_CONFIG_HEADER;
 use super::shape::{Shape, yaml_shape};
 use super::template::{
-    Dialect, NETWORK_CONFIG, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA, new_environment,
+    Dialect, NETWORK_CONFIG, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA, YAML_UNSAFE, new_environment,
 };
 
 /// The most one rendering of `params` may produce: a kernel command line is at most a few KiB.
 pub const MAX_PARAMS_BYTES: usize = 4096;
 /// The most one rendering of any other template may produce.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// YAML's longest implicit key.
+const MAX_IMPLICIT_KEY: usize = 1024;
 /// Distinct shape renderings remembered per BootConfig; most have one (every node takes the
 /// same branches), a template that branches per node may have a few.
 const MAX_CACHED_SHAPES: usize = 256;
@@ -40,7 +42,7 @@ pub struct TemplateSet {
     /// The templates there are, with their dialect.
     dialects: Vec<(&'static str, Dialect)>,
     /// Structure of each distinct shape rendering seen so far.
-    shapes: Mutex<HashMap<String, Result<Shape, String>>>,
+    shapes: Mutex<HashMap<String, Arc<Result<Shape, String>>>>,
 }
 
 /// One line saying what is wrong and where, without the debug dump of the template source.
@@ -92,12 +94,14 @@ impl std::io::Write for Capped {
     }
 }
 
+/// A rendering, and whether every value it wrote was plain-safe (`template::is_plain_safe`;
+/// only the YAML dialect tells, the others answer false).
 fn render_capped(
     env: &Environment<'static>,
     template: &'static str,
     vars: &Value,
     max: usize,
-) -> Result<String, RenderError> {
+) -> Result<(String, bool), RenderError> {
     let tmpl = env
         .get_template(template)
         .map_err(|e| error(template, describe(&e)))?;
@@ -107,7 +111,12 @@ fn render_capped(
         overflowed: false,
     };
     match tmpl.render_captured_to(vars, &mut out) {
-        Ok(_) => String::from_utf8(out.out).map_err(|_| error(template, "output is not UTF-8")),
+        Ok(captured) => {
+            let plain = captured.state().get_temp(YAML_UNSAFE).is_none();
+            let text =
+                String::from_utf8(out.out).map_err(|_| error(template, "output is not UTF-8"))?;
+            Ok((text, plain))
+        }
         Err(_) if out.overflowed => Err(error(
             template,
             format!("output is larger than {max} bytes; the limit protects every other node"),
@@ -200,46 +209,22 @@ impl TemplateSet {
             Dialect::Text => &self.text,
             Dialect::Yaml | Dialect::Shape => &self.yaml,
         };
-        let rendered = render_capped(env, template, vars, max)?;
-        if dialect == Dialect::Yaml {
-            self.check_structure(template, vars, &rendered, max)?;
+        // The shape rendering first: it is dropped before the document is made, so its memory
+        // is reused for it instead of leaving a hole beside every node's documents.
+        let expected = (dialect == Dialect::Yaml)
+            .then(|| {
+                render_capped(&self.shape, template, vars, max)
+                    .map(|(shape_text, _)| self.shape_of(&shape_text))
+            })
+            .transpose()?;
+        let (rendered, plain) = render_capped(env, template, vars, max)?;
+        if let Some(expected) = expected {
+            check_structure(template, &expected, &rendered, plain)?;
         }
         Ok(Some(rendered))
     }
 
-    /// A rendered YAML document must parse, and have the structure of its shape rendering:
-    /// no interpolated value may add a key or a list item, or stand in for a collection.
-    fn check_structure(
-        &self,
-        template: &'static str,
-        vars: &Value,
-        rendered: &str,
-        max: usize,
-    ) -> Result<(), RenderError> {
-        let actual = yaml_shape(rendered).map_err(|e| error(template, e))?;
-        if rendered.trim_start().starts_with(CLOUD_CONFIG_HEADER)
-            && !matches!(actual, Shape::Mapping(_) | Shape::Scalar)
-        {
-            return Err(error(
-                template,
-                "a #cloud-config document must be a YAML mapping",
-            ));
-        }
-        let shape_text = render_capped(&self.shape, template, vars, max)?;
-        let expected = self.shape_of(&shape_text);
-        match expected {
-            Ok(expected) if expected == actual => Ok(()),
-            Ok(_) => Err(error(
-                template,
-                "an interpolated value changes the document's structure (it adds a key or a \
-                 list item, or replaces a value with a collection); write such values with \
-                 |tojson, or fix the value",
-            )),
-            Err(e) => Err(error(template, format!("the template's own text: {e}"))),
-        }
-    }
-
-    fn shape_of(&self, shape_text: &str) -> Result<Shape, String> {
+    fn shape_of(&self, shape_text: &str) -> Arc<Result<Shape, String>> {
         let cached = self
             .shapes
             .lock()
@@ -248,7 +233,7 @@ impl TemplateSet {
         if let Some(shape) = cached {
             return shape;
         }
-        let shape = yaml_shape(shape_text);
+        let shape = Arc::new(yaml_shape(shape_text));
         if let Ok(mut cache) = self.shapes.lock() {
             if cache.len() >= MAX_CACHED_SHAPES {
                 cache.clear();
@@ -259,11 +244,50 @@ impl TemplateSet {
     }
 }
 
+/// A rendered YAML document must parse, and have the structure of its shape rendering:
+/// no interpolated value may add a key or a list item, or stand in for a collection.
+fn check_structure(
+    template: &'static str,
+    expected: &Result<Shape, String>,
+    rendered: &str,
+    plain: bool,
+) -> Result<(), RenderError> {
+    // Every value plain-safe, and too short for any implicit key to pass YAML's 1024
+    // characters: the document reads as its shape rendering does, which is parsed once
+    // for all the nodes that render it alike.
+    let actual = if plain && rendered.len() <= MAX_IMPLICIT_KEY {
+        match expected {
+            Ok(shape) => shape.clone(),
+            Err(e) => return Err(error(template, format!("the template's own text: {e}"))),
+        }
+    } else {
+        yaml_shape(rendered).map_err(|e| error(template, e))?
+    };
+    if rendered.trim_start().starts_with(CLOUD_CONFIG_HEADER) && !actual.is_mapping_or_empty() {
+        return Err(error(
+            template,
+            "a #cloud-config document must be a YAML mapping",
+        ));
+    }
+    match expected {
+        Ok(expected) if *expected == actual => Ok(()),
+        Ok(_) => Err(error(
+            template,
+            "an interpolated value changes the document's structure (it adds a key or a \
+             list item, or replaces a value with a collection); write such values with \
+             |tojson, or fix the value",
+        )),
+        Err(e) => Err(error(template, format!("the template's own text: {e}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use minijinja::context;
 
-    use super::super::template::ipxe_unsafe_char;
+    use proptest::prop_assume;
+
+    use super::super::template::{ipxe_unsafe_char, is_plain_safe};
     use super::*;
 
     fn user_data(template: &str) -> TemplateSet {
@@ -319,6 +343,25 @@ mod tests {
                 proptest::prop_assert_eq!(map["l"].as_sequence().map(Vec::len), Some(1));
                 proptest::prop_assert_eq!(map["m"].as_mapping().map(|m| m.len()), Some(1));
             }
+        }
+
+        /// The shortcut: a document whose values are all plain-safe reads as its shape
+        /// rendering does, wherever they stand.
+        #[test]
+        fn plain_safe_values_keep_the_shape_rendering(
+            v in "[A-Za-z0-9][A-Za-z0-9._/-]{0,30}",
+            w in "[A-Za-z0-9][A-Za-z0-9._/-]{0,30}",
+        ) {
+            prop_assume!(is_plain_safe(&v) && is_plain_safe(&w));
+            let template = "#cloud-config\n{{ meta.v }}: {{ meta.w }}\nk: [{{ meta.v }}, {a: {{ meta.w }}}]\nq: \"x {{ meta.v }}\"\ns: '{{ meta.w }}'\nl:\n- {{ meta.v }}\n- !!str {{ meta.w }}\nb: |\n  {{ meta.v }}\n{{ meta.w }}x: &a1 1\n";
+            let mut shape_env = new_environment(Dialect::Shape);
+            shape_env.add_template_owned(USER_DATA, template).unwrap();
+            let vars = context! { meta => serde_json::json!({"v": v, "w": w}) };
+            let shape_text = shape_env.get_template(USER_DATA).unwrap().render(&vars).unwrap();
+            let mut yaml_env = new_environment(Dialect::Yaml);
+            yaml_env.add_template_owned(USER_DATA, template).unwrap();
+            let doc = yaml_env.get_template(USER_DATA).unwrap().render(&vars).unwrap();
+            proptest::prop_assert_eq!(yaml_shape(&doc), yaml_shape(&shape_text), "{}", doc);
         }
 
         /// Whatever a value holds, it adds nothing iPXE would read as a new command or token.

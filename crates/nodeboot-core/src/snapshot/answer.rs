@@ -1,6 +1,7 @@
 //! `Snapshot::answer`: the one place that decides what a request gets. The HTTP layer turns an
 //! answer into a response, `explain` into a report; neither decides anything itself.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -56,23 +57,31 @@ pub enum Subject<'s> {
     Missing,
 }
 
-/// What the node boots now.
-#[derive(Debug, Clone)]
-pub struct ReadyBoot {
-    pub config: Arc<CompiledBootConfig>,
+/// What the node boots now. Borrowed from the snapshot (or the unknown node the answer
+/// holds): the boot path takes no reference counts, which two threads answering nodes of the
+/// same BootConfig would contend on.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadyBoot<'a> {
+    pub config: &'a CompiledBootConfig,
     /// The MAC the script is for: the asking one, or the node's first.
     pub mac: Mac,
-    pub params: Bytes,
-    pub script: Script,
+    pub params: &'a [u8],
+    pub script: &'a Script,
+}
+
+impl ReadyBoot<'_> {
+    pub fn params(&self) -> &str {
+        std::str::from_utf8(self.params).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone)]
-pub enum Decision {
-    Boot(ReadyBoot),
+pub enum Decision<'a> {
+    Boot(ReadyBoot<'a>),
     /// The node loops, asking again, until it can boot; `why` may be shown to the client.
     Wait {
         reason: WaitReason,
-        why: String,
+        why: Cow<'a, str>,
     },
 }
 
@@ -91,11 +100,10 @@ pub enum DocumentError {
     DiscoveryFailed(RenderError),
 }
 
-/// The answer to a query: whom it found, and what that node boots or why it waits.
+/// The answer to a query: whom it found, and (`decision`) what that node boots or why it waits.
 #[derive(Debug)]
 pub struct Answer<'s> {
     pub subject: Subject<'s>,
-    pub decision: Decision,
     snapshot: &'s Snapshot,
     who: Identity,
     retry: u32,
@@ -129,10 +137,8 @@ impl Snapshot {
                 _ => Subject::Missing,
             },
         };
-        let decision = decide(&subject, asked_mac(&query.who));
         Answer {
             subject,
-            decision,
             snapshot: self,
             who: query.who.clone(),
             retry: query.retry,
@@ -148,21 +154,21 @@ fn asked_mac(who: &Identity) -> Option<Mac> {
     }
 }
 
-fn wait(reason: WaitReason, why: impl Into<String>) -> Decision {
+fn wait<'a>(reason: WaitReason, why: impl Into<Cow<'a, str>>) -> Decision<'a> {
     Decision::Wait {
         reason,
         why: why.into(),
     }
 }
 
-fn decide(subject: &Subject<'_>, asked_mac: Option<Mac>) -> Decision {
+fn decide<'a>(subject: &'a Subject<'_>, asked_mac: Option<Mac>) -> Decision<'a> {
     match subject {
         Subject::Known(node) => match (&node.boot, node.boot_for(asked_mac)) {
             (NodeBoot::Boot { .. }, Some((config, prepared))) => Decision::Boot(ReadyBoot {
-                config: config.clone(),
+                config,
                 mac: prepared.mac,
-                params: prepared.params.clone(),
-                script: prepared.script.clone(),
+                params: &prepared.params,
+                script: &prepared.script,
             }),
             (NodeBoot::Wait(reason), _) => wait(
                 *reason,
@@ -176,10 +182,10 @@ fn decide(subject: &Subject<'_>, asked_mac: Option<Mac>) -> Decision {
         },
         Subject::Unknown(unknown) => match (&unknown.boot, unknown.resolution.outcome.config()) {
             (Some(Ok(boot)), Some(config)) => Decision::Boot(ReadyBoot {
-                config: config.clone(),
+                config,
                 mac: unknown.mac,
-                params: Bytes::from(boot.params.clone()),
-                script: boot.script.clone(),
+                params: boot.params.as_bytes(),
+                script: &boot.script,
             }),
             _ => wait(WaitReason::UnknownNode, NOT_READY),
         },
@@ -189,10 +195,20 @@ fn decide(subject: &Subject<'_>, asked_mac: Option<Mac>) -> Decision {
 }
 
 impl Answer<'_> {
+    /// What the node boots, or why it waits.
+    pub fn decision(&self) -> Decision<'_> {
+        decide(&self.subject, asked_mac(&self.who))
+    }
+
     /// The iPXE script for this request: the boot with its retry tail, or the wait loop.
     pub fn script(&self) -> Bytes {
+        self.script_for(&self.decision())
+    }
+
+    /// The iPXE script for `decision` (this answer's), when the caller has it already.
+    pub fn script_for(&self, decision: &Decision<'_>) -> Bytes {
         let settings = &self.snapshot.settings;
-        match &self.decision {
+        match decision {
             Decision::Boot(boot) => {
                 boot.script
                     .for_round(Asker::Mac(boot.mac), self.retry, settings)
