@@ -128,7 +128,7 @@ fn format_value(
                 value.kind(),
                 minijinja::value::ValueKind::Number | minijinja::value::ValueKind::Bool
             );
-            if !plain && !(value.is_safe() && is_json_scalar(&text)) {
+            if !(plain || (value.is_safe() && is_json_scalar(&text))) {
                 let n = state.get_temp("shape").and_then(|v| i64::try_from(v).ok());
                 let n = n.unwrap_or(0);
                 state.set_temp("shape", Value::from(n + 1));
