@@ -220,7 +220,10 @@ pub async fn serve(
 
 /// Raises the soft limit on open files to the hard limit: the usual soft limit of 1024 is far
 /// below what a boot storm opens. Says so when even the hard limit is below what the
-/// connection cap allows.
+/// connection cap allows, with room for the process's other files.
+/// Files besides connections: the admin listener's, manifests, the API server's connections.
+const OTHER_FILES: u128 = 1024;
+
 fn raise_open_files_limit(max_connections: usize) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -235,11 +238,11 @@ fn raise_open_files_limit(max_connections: usize) {
     };
     if !raised {
         tracing::warn!("cannot raise the open files limit; a large boot storm may be refused");
-    } else if (limit.rlim_cur as u128) < 2 * max_connections as u128 {
+    } else if (limit.rlim_cur as u128) < max_connections as u128 + OTHER_FILES {
         tracing::warn!(
             open_files = limit.rlim_cur,
             max_connections,
-            "the open files limit is below twice --max-connections; accepts will fail before the cap"
+            "the open files limit leaves no room for --max-connections connections; accepts will fail before the cap"
         );
     }
 }
