@@ -245,6 +245,7 @@ impl Answer<'_> {
 
     /// A cloud-init document of the node.
     pub fn document(&self, doc: Document) -> Result<Bytes, DocumentError> {
+        let rendered;
         let docs: &PreparedCloudInit = match &self.subject {
             Subject::Known(node) => &node.cloud_init,
             Subject::Ambiguous => return Err(DocumentError::Ambiguous),
@@ -253,10 +254,10 @@ impl Answer<'_> {
                 if unknown.resolution.outcome.config().is_none() {
                     return Err(DocumentError::NoDiscovery(unknown.mac));
                 }
-                match unknown.documents(self.snapshot) {
-                    Ok(docs) => docs,
-                    Err(e) => return Err(DocumentError::DiscoveryFailed(e.clone())),
-                }
+                rendered = unknown
+                    .documents(self.snapshot)
+                    .map_err(DocumentError::DiscoveryFailed)?;
+                &rendered
             }
         };
         match doc {

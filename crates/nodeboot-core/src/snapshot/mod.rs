@@ -113,6 +113,20 @@ pub struct PhaseCounts {
 
 /// Unknown MACs whose answers are kept per snapshot: a node that loops asking is rendered once.
 const UNKNOWN_CACHE_ENTRIES: usize = 4096;
+/// What the kept unknown nodes may weigh in all: their boot scripts and a fixed allowance for
+/// their documents (`UnknownNode::DOCUMENTS_KEPT_BYTES`). Unknown MACs are anyone's to send,
+/// and a discovery template may print up to a megabyte a document.
+const UNKNOWN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Weighs a kept unknown node by the bytes it holds or may hold.
+#[derive(Debug, Clone, Copy)]
+struct UnknownWeight;
+
+impl quick_cache::Weighter<(Mac, Option<Arch>), Arc<UnknownNode>> for UnknownWeight {
+    fn weight(&self, _: &(Mac, Option<Arch>), node: &Arc<UnknownNode>) -> u64 {
+        node.weight()
+    }
+}
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -128,7 +142,7 @@ pub struct Snapshot {
     pub settings: RenderSettings,
     pub counts: PhaseCounts,
     /// Unknown nodes resolved and rendered so far, by MAC and arch.
-    unknown: quick_cache::sync::Cache<(Mac, Option<Arch>), Arc<UnknownNode>>,
+    unknown: quick_cache::sync::Cache<(Mac, Option<Arch>), Arc<UnknownNode>, UnknownWeight>,
 }
 
 fn insert<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Slot>, key: K, index: u32) {
@@ -182,7 +196,11 @@ impl Snapshot {
             configs,
             settings,
             counts,
-            unknown: quick_cache::sync::Cache::new(UNKNOWN_CACHE_ENTRIES),
+            unknown: quick_cache::sync::Cache::with_weighter(
+                UNKNOWN_CACHE_ENTRIES,
+                UNKNOWN_CACHE_BYTES,
+                UnknownWeight,
+            ),
         }
     }
 
@@ -241,5 +259,56 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::ConfigCompiler;
+    use crate::crd::{BootConfig, BootConfigSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    /// Strangers are anyone's to invent: what is kept for them stays bounded, however large
+    /// the discovery BootConfig's script.
+    #[test]
+    fn what_is_kept_for_unknown_macs_is_bounded() {
+        let mut discovery = BootConfig::new(
+            "discovery",
+            BootConfigSpec {
+                node_selector: Some(LabelSelector {
+                    match_labels: Some([("nodeboot.io/known".into(), "false".into())].into()),
+                    ..Default::default()
+                }),
+                kernel: "http://img/discovery/vmlinuz".into(),
+                // About 200 KB of script for every unknown node.
+                script: format!(
+                    "#!ipxe\n{{% for i in range(200) %}}echo {}\n{{% endfor %}}",
+                    "x".repeat(1000)
+                ),
+                ..Default::default()
+            },
+        );
+        discovery.metadata.namespace = Some("hpc".into());
+        let desired = Desired {
+            boot_configs: vec![discovery],
+            ..Default::default()
+        };
+        let settings = RenderSettings {
+            server_url: "http://s".into(),
+            retry_max_delay: 60,
+        };
+        let (snapshot, _) = build(&desired, &mut ConfigCompiler::default(), &settings);
+        for i in 0..400u16 {
+            let [a, b] = i.to_be_bytes();
+            let node = snapshot.unknown_node(Mac::new([2, 0, 0, 0, a, b]), None);
+            assert!(matches!(node.boot, Some(Ok(_))));
+        }
+        assert!(
+            snapshot.unknown.weight() <= UNKNOWN_CACHE_BYTES,
+            "{} bytes kept",
+            snapshot.unknown.weight()
+        );
+        assert!(snapshot.unknown.len() < 400);
     }
 }

@@ -1,6 +1,7 @@
 //! Unknown nodes (a MAC in no NodeGroup): resolved against discovery BootConfigs per request,
 //! since what they are rendered with (their MAC, their arch) is only known then.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
@@ -25,8 +26,8 @@ pub struct UnknownNode {
     pub meta: Map<String, Value>,
     /// The discovery boot, when a discovery BootConfig wins for this node.
     pub boot: Option<Result<RenderedBoot, RenderError>>,
-    /// The NoCloud documents, rendered when first asked for.
-    documents: OnceLock<Result<PreparedCloudInit, RenderError>>,
+    /// The NoCloud documents once rendered, when small (`DOCUMENTS_KEPT_BYTES`).
+    documents: OnceLock<PreparedCloudInit>,
 }
 
 impl UnknownNode {
@@ -74,22 +75,48 @@ impl UnknownNode {
         }
     }
 
-    /// The node's NoCloud documents, rendered once.
-    pub fn documents(&self, snapshot: &Snapshot) -> &Result<PreparedCloudInit, RenderError> {
-        self.documents.get_or_init(|| {
-            let config = self.resolution.outcome.config().map(|c| c.as_ref());
-            let params = match &self.boot {
-                Some(Ok(b)) => Some(b.params.as_str()),
-                _ => None,
-            };
-            let vars = node_vars(&self.view());
-            render_cloud_init(
-                config.map(|c| (c, &vars)),
-                &self.meta,
-                params,
-                &snapshot.settings,
-            )
-            .map(prepared_docs)
-        })
+    /// Documents kept with the node when they are this small at most; larger ones are
+    /// rendered again for each request, so that what the cache holds stays bounded.
+    pub const DOCUMENTS_KEPT_BYTES: usize = 4096;
+
+    /// What this node weighs in the cache of unknown nodes: fixed when it is made.
+    pub fn weight(&self) -> u64 {
+        let boot = match &self.boot {
+            Some(Ok(b)) => b.params.len() + b.script.stored().len(),
+            _ => 0,
+        };
+        (boot + Self::DOCUMENTS_KEPT_BYTES + 512) as u64
+    }
+
+    /// The node's NoCloud documents: rendered once when they are small, each time otherwise.
+    pub fn documents(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<Cow<'_, PreparedCloudInit>, RenderError> {
+        if let Some(kept) = self.documents.get() {
+            return Ok(Cow::Borrowed(kept));
+        }
+        let config = self.resolution.outcome.config().map(|c| c.as_ref());
+        let params = match &self.boot {
+            Some(Ok(b)) => Some(b.params.as_str()),
+            _ => None,
+        };
+        let vars = node_vars(&self.view());
+        let docs = render_cloud_init(
+            config.map(|c| (c, &vars)),
+            &self.meta,
+            params,
+            &snapshot.settings,
+        )
+        .map(prepared_docs)?;
+        let size = docs.meta_data.len()
+            + docs.user_data.len()
+            + docs.vendor_data.len()
+            + docs.network_config.as_ref().map_or(0, |d| d.len());
+        if size <= Self::DOCUMENTS_KEPT_BYTES {
+            // Another request may have kept them first: the same bytes either way.
+            let _ = self.documents.set(docs.clone());
+        }
+        Ok(Cow::Owned(docs))
     }
 }
