@@ -553,3 +553,34 @@ async fn every_error_on_the_wire_is_a_problem() {
         assert!(!body["detail"].as_str().unwrap().is_empty());
     }
 }
+
+#[tokio::test]
+async fn taking_the_label_off_a_secret_revokes_it_at_once() {
+    let dir = examples();
+    let nb = Nodeboot::serve(dir.path(), &[]).await;
+    let unknown = "/cloud-init/02:00:00:00:99:99/user-data";
+    let (status, _, body) = nb.get(unknown).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("discovery@site"), "{body}");
+    // The owner takes the opt-in label off; the BootConfig's last good version carried the
+    // Secret's text and must not go on serving it.
+    rewrite(
+        &dir.path().join("bootconfigs.yaml"),
+        &EXAMPLES_CONFIGS.replace("    nodeboot.io/user-data: \"true\"\n", ""),
+    );
+    nb.wait_log("is not labelled nodeboot.io/user-data=true")
+        .await;
+    let start = Instant::now();
+    loop {
+        let (_, _, body) = nb.get(unknown).await;
+        if !body.contains("discovery@site") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the revoked Secret is still served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    examples_still_served(&nb).await;
+}

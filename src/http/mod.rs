@@ -72,10 +72,18 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// How long open connections may take to finish on shutdown.
     pub drain_timeout: Duration,
-    /// Open connections per listener; one more is closed at once (and counted), so a flood
-    /// cannot take every file descriptor.
+    /// Open connections on the boot listener; one more is closed at once (and counted), so a
+    /// flood cannot take every file descriptor.
     pub max_connections: usize,
+    /// How long a response write may make no progress: a client that stops reading gives its
+    /// connection up instead of holding a slot for good.
+    pub write_stall_timeout: Duration,
+    /// How long a connection may wait for its next request.
+    pub idle_timeout: Duration,
 }
+
+/// Open connections on the admin listener: probes and scrapes need few.
+const ADMIN_MAX_CONNECTIONS: usize = 256;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -87,6 +95,8 @@ impl Default for Limits {
             max_body_bytes: 4 * 1024,
             drain_timeout: Duration::from_secs(10),
             max_connections: 16_384,
+            write_stall_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -190,6 +200,10 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_stall_timeout));
+        stream.set_read_timeout(Some(limits.idle_timeout));
+        let stream = Box::pin(stream);
         let service = router
             .clone()
             .map_request(move |mut req: Request<Incoming>| {
@@ -291,7 +305,7 @@ impl Listeners {
         let admin = bind_as(config.admin_listen, "admin listener")?;
         let boot_addr = boot.local_addr().unwrap_or(config.listen);
         let admin_addr = admin.local_addr().unwrap_or(config.admin_listen);
-        raise_open_files_limit(config.limits.max_connections);
+        raise_open_files_limit(config.limits.max_connections + ADMIN_MAX_CONNECTIONS);
         let boot_state = boot::BootState::new(
             snapshot.clone(),
             config.access.clone(),
@@ -304,13 +318,17 @@ impl Listeners {
             readiness,
         };
         let limits = config.limits;
+        let admin_limits = Limits {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            ..limits
+        };
         let routers = [
-            (boot, boot_router(boot_state, &metrics, &limits)),
-            (admin, admin_router(admin_state, &limits)),
+            (boot, boot_router(boot_state, &metrics, &limits), limits),
+            (admin, admin_router(admin_state, &limits), admin_limits),
         ];
         let tasks = routers
             .into_iter()
-            .map(|(listener, router)| {
+            .map(|(listener, router, limits)| {
                 let stop = shutdown.clone().cancelled_owned();
                 tokio::spawn(serve(listener, router, limits, metrics.clone(), stop))
             })

@@ -222,6 +222,16 @@ impl ConfigCompiler {
                         (Some(compiled), None)
                     }
                     Err(error) => {
+                        // A last good version that serves Secret text stays only while the
+                        // Secret still says the same: one whose owner deleted it, changed it
+                        // or took its label off is revoked, not kept.
+                        if self
+                            .last_good
+                            .get(&id)
+                            .is_some_and(|e| !secret_still_says(&id, &e.compiled, secrets))
+                        {
+                            self.last_good.remove(&id);
+                        }
                         if !self.last_good.contains_key(&id)
                             && let Some(entry) = recall(&id, bc, secrets)
                         {
@@ -247,6 +257,21 @@ impl ConfigCompiler {
         self.last_good.retain(|k, _| seen.contains(k));
         states
     }
+}
+
+/// Does the Secret a compiled BootConfig took its user-data from still hold that text?
+fn secret_still_says(id: &ObjectId, compiled: &CompiledBootConfig, secrets: &Secrets) -> bool {
+    let (Some(text), Some(r)) = (
+        &compiled.secret_user_data,
+        compiled
+            .spec
+            .cloud_init
+            .as_ref()
+            .and_then(|ci| ci.user_data_secret_ref.as_ref()),
+    ) else {
+        return true;
+    };
+    secrets.get_text(&id.namespace, &r.name, &r.key) == Ok(text.as_str())
 }
 
 /// The last good version a BootConfig's status recorded (by an earlier process), compiled
@@ -340,6 +365,47 @@ mod tests {
         let fixed = bc("a", spec("console=ttyS1"), 4);
         let states = compiler.compile_all(&[fixed], &Secrets::default());
         assert_eq!(states[0].served.as_ref().unwrap().generation, Some(4));
+    }
+
+    #[test]
+    fn a_revoked_secret_is_not_served_from_the_last_good_version() {
+        let secret = |labelled: bool, text: &str| {
+            let mut s = k8s_openapi::api::core::v1::Secret::default();
+            s.metadata.namespace = Some("hpc".into());
+            s.metadata.name = Some("creds".into());
+            if labelled {
+                s.metadata.labels =
+                    Some([("nodeboot.io/user-data".to_owned(), "true".to_owned())].into());
+            }
+            s.string_data = Some([("user-data".to_owned(), text.to_owned())].into());
+            s
+        };
+        let mut with_ref = spec("console=ttyS0");
+        with_ref.cloud_init = Some(crate::crd::CloudInit {
+            user_data_secret_ref: Some(crate::crd::SecretKeyRef {
+                name: "creds".into(),
+                key: "user-data".into(),
+            }),
+            ..Default::default()
+        });
+        let mut secrets = Secrets::default();
+        secrets.insert(&secret(true, "#cloud-config\npassword: old\n"));
+        let mut compiler = ConfigCompiler::default();
+        let states = compiler.compile_all(&[bc("a", with_ref.clone(), 1)], &secrets);
+        assert!(states[0].serves_current());
+        // The owner takes the label off: nothing of it is served any more.
+        let mut revoked = Secrets::default();
+        revoked.insert(&secret(false, "#cloud-config\npassword: old\n"));
+        let states = compiler.compile_all(&[bc("a", with_ref.clone(), 1)], &revoked);
+        assert!(states[0].error.is_some());
+        assert!(states[0].served.is_none(), "revoked Secret still served");
+        // A template error while the Secret is unchanged keeps the last good version.
+        let mut compiler = ConfigCompiler::default();
+        compiler.compile_all(&[bc("a", with_ref.clone(), 1)], &secrets);
+        let mut broken = with_ref;
+        broken.params = "{{ oops".into();
+        let states = compiler.compile_all(&[bc("a", broken, 2)], &secrets);
+        assert_eq!(states[0].served.as_ref().unwrap().generation, Some(1));
     }
 
     #[test]

@@ -22,6 +22,15 @@ const MAX_DEPTH: usize = 64;
 pub struct Shape(Vec<u8>);
 
 impl Shape {
+    /// How many structure tokens it has.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// One document that is a mapping, or empty (no document, or a null one): what a
     /// `#cloud-config` must be.
     pub fn is_mapping_or_empty(&self) -> bool {

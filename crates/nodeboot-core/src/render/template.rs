@@ -63,19 +63,27 @@ fn write_value(out: &mut minijinja::Output, text: &str) -> Result<(), Error> {
         .map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
 }
 
-/// What `tojson` makes of a scalar (a quoted string, a number, `true`, `null`) is one YAML
-/// scalar wherever it stands: the shape rendering may keep it. Collections are not kept, so
-/// no value stands in for a list or a mapping; a template that lists a value's items writes
-/// the loop itself, and the shape rendering runs the same loop.
-fn is_json_scalar(text: &str) -> bool {
-    !text.contains(['\n', '\r'])
-        && matches!(
-            serde_json::from_str::<serde_json::Value>(text),
-            Ok(serde_json::Value::String(_)
-                | serde_json::Value::Number(_)
-                | serde_json::Value::Bool(_)
-                | serde_json::Value::Null)
-        )
+/// What `tojson` made, when it made a scalar.
+enum JsonScalar {
+    /// A number, `true`, `false` or `null`: one plain word.
+    Word,
+    /// A quoted string.
+    String,
+}
+
+/// A collection is none: no value stands in for a list or a mapping; a template that lists a
+/// value's items writes the loop itself, and the shape rendering runs the same loop.
+fn json_scalar(text: &str) -> Option<JsonScalar> {
+    if text.contains(['\n', '\r']) {
+        return None;
+    }
+    match serde_json::from_str::<serde_json::Value>(text).ok()? {
+        serde_json::Value::String(_) => Some(JsonScalar::String),
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) | serde_json::Value::Null => {
+            Some(JsonScalar::Word)
+        }
+        serde_json::Value::Array(_) | serde_json::Value::Object(_) => None,
+    }
 }
 
 fn format_value(
@@ -91,10 +99,15 @@ fn format_value(
         }
         return Ok(());
     }
-    // Values nodeboot checked itself (URLs at compile time, params after rendering).
+    // Values nodeboot checked itself (URLs at compile time, params after rendering): safe for
+    // iPXE, but in YAML they are values like any other (params carry inventory values).
     if let Some(checked) = value.downcast_object_ref::<Checked>() {
-        if dialect == Dialect::Yaml && !is_plain_safe(&checked.0) {
-            state.set_temp(YAML_UNSAFE, Value::from(true));
+        match dialect {
+            Dialect::Shape => return write_value(out, &shape_token(state, false)),
+            Dialect::Yaml if !is_plain_safe(&checked.0) => {
+                state.set_temp(YAML_UNSAFE, Value::from(true));
+            }
+            _ => {}
         }
         return write_value(out, &checked.0);
     }
@@ -124,19 +137,40 @@ fn format_value(
             }
         }
         Dialect::Shape => {
-            let plain = matches!(
+            // Numbers and booleans (and `tojson` of them) are one plain word: kept. Anything
+            // else becomes a token; `tojson` of a string a quoted one, so that the text around
+            // it reads the same in both renderings (`"x, sudo: ALL"` beside literal text does
+            // not stay one scalar).
+            let number = matches!(
                 value.kind(),
                 minijinja::value::ValueKind::Number | minijinja::value::ValueKind::Bool
             );
-            if !(plain || (value.is_safe() && is_json_scalar(&text))) {
-                let n = state.get_temp("shape").and_then(|v| i64::try_from(v).ok());
-                let n = n.unwrap_or(0);
-                state.set_temp("shape", Value::from(n + 1));
-                return write_value(out, &format!("nodeboot-value-{n}"));
+            let json = value.is_safe().then(|| json_scalar(&text)).flatten();
+            match (number, json) {
+                (true, _) | (_, Some(JsonScalar::Word)) => {}
+                (_, Some(JsonScalar::String)) => {
+                    return write_value(out, &shape_token(state, true));
+                }
+                (false, None) => return write_value(out, &shape_token(state, false)),
             }
         }
     }
     write_value(out, &text)
+}
+
+/// The next token of a shape rendering: unique in the document, so that no two values can
+/// collide as keys; quoted where the value it stands for is a quoted string.
+fn shape_token(state: &State, quoted: bool) -> String {
+    let n = state
+        .get_temp("shape")
+        .and_then(|v| i64::try_from(v).ok())
+        .unwrap_or(0);
+    state.set_temp("shape", Value::from(n + 1));
+    if quoted {
+        format!("\"nodeboot-value-{n}\"")
+    } else {
+        format!("nodeboot-value-{n}")
+    }
 }
 
 /// The temp a YAML rendering sets when some value it wrote is not plain-safe.
@@ -501,7 +535,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             out,
-            "a: nodeboot-value-0\nb: 3\nc: nodeboot-value-1\nd: nodeboot-value-2\ne: \"x\\ny\"\nf: nodeboot-value-3\n"
+            "a: nodeboot-value-0\nb: 3\nc: nodeboot-value-1\nd: nodeboot-value-2\ne: \"nodeboot-value-3\"\nf: nodeboot-value-4\n"
         );
     }
 

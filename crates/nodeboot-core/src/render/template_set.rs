@@ -3,6 +3,7 @@
 //! the output, and for YAML documents, the structure its template's own text gives it.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 use minijinja::{Environment, ErrorKind, Value};
@@ -18,6 +19,18 @@ use super::template::{
 pub const MAX_PARAMS_BYTES: usize = 4096;
 /// The most one rendering of any other template may produce.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// What the shape cache of one BootConfig may hold, in structure tokens.
+const MAX_CACHED_SHAPE_BYTES: usize = 1024 * 1024;
+
+/// Shapes by (hash, length) of the shape rendering's text: the text itself is not kept (it
+/// may be a megabyte), and the hash is keyed at random, so no one can aim for a collision.
+#[derive(Default)]
+struct ShapeCache {
+    hasher: std::collections::hash_map::RandomState,
+    by_text: HashMap<(u64, usize), Arc<Result<Shape, String>>>,
+    bytes: usize,
+}
+
 /// YAML's longest implicit key.
 const MAX_IMPLICIT_KEY: usize = 1024;
 /// Distinct shape renderings remembered per BootConfig; most have one (every node takes the
@@ -41,8 +54,8 @@ pub struct TemplateSet {
     text: Environment<'static>,
     /// The templates there are, with their dialect.
     dialects: Vec<(&'static str, Dialect)>,
-    /// Structure of each distinct shape rendering seen so far.
-    shapes: Mutex<HashMap<String, Arc<Result<Shape, String>>>>,
+    /// Structure of each distinct shape rendering seen so far, by a keyed hash of its text.
+    shapes: Mutex<ShapeCache>,
 }
 
 /// One line saying what is wrong and where, without the debug dump of the template source.
@@ -133,7 +146,7 @@ impl TemplateSet {
             shape: new_environment(Dialect::Shape),
             text: new_environment(Dialect::Text),
             dialects: Vec::new(),
-            shapes: Mutex::new(HashMap::new()),
+            shapes: Mutex::default(),
         };
         let yaml_or_text = |source: &str| {
             if source.trim_start().starts_with(CLOUD_CONFIG_HEADER) {
@@ -225,20 +238,27 @@ impl TemplateSet {
     }
 
     fn shape_of(&self, shape_text: &str) -> Arc<Result<Shape, String>> {
-        let cached = self
-            .shapes
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get(shape_text).cloned());
+        let (key, cached) = match self.shapes.lock() {
+            Ok(cache) => {
+                let key = (cache.hasher.hash_one(shape_text), shape_text.len());
+                (key, cache.by_text.get(&key).cloned())
+            }
+            Err(_) => ((0, 0), None),
+        };
         if let Some(shape) = cached {
             return shape;
         }
         let shape = Arc::new(yaml_shape(shape_text));
         if let Ok(mut cache) = self.shapes.lock() {
-            if cache.len() >= MAX_CACHED_SHAPES {
-                cache.clear();
+            let size = shape.as_ref().as_ref().map_or(64, Shape::len);
+            if cache.by_text.len() >= MAX_CACHED_SHAPES
+                || cache.bytes + size > MAX_CACHED_SHAPE_BYTES
+            {
+                cache.by_text.clear();
+                cache.bytes = 0;
             }
-            cache.insert(shape_text.to_owned(), shape.clone());
+            cache.bytes += size;
+            cache.by_text.insert(key, shape.clone());
         }
         shape
     }
@@ -320,10 +340,22 @@ mod tests {
             let got = render_with(&set, evil.clone());
             assert!(got.is_err(), "{evil} was accepted: {got:?}");
         }
-        // tojson writes any value as one node.
+        // tojson writes any string as one node.
         let set = user_data("#cloud-config\nhostname: {{ meta.h|tojson }}\n");
         let doc = render_with(&set, serde_json::json!({"h": "x\nruncmd: [reboot]"})).unwrap();
         assert_eq!(doc, "#cloud-config\nhostname: \"x\\nruncmd: [reboot]\"\n");
+        // ...where it stands alone: beside literal text its quotes are just characters.
+        let set = user_data(
+            "#cloud-config\nusers: [{name: admin, gecos: Admin {{ meta.owner|tojson }}}]\nruncmd:\n - echo {{ meta.x|tojson }}\n",
+        );
+        for evil in [
+            serde_json::json!({"owner": "x, sudo: ALL, y: z", "x": "a"}),
+            serde_json::json!({"owner": "o", "x": "a: b"}),
+        ] {
+            let got = render_with(&set, evil.clone());
+            assert!(got.is_err(), "{evil} was accepted: {got:?}");
+        }
+        assert!(render_with(&set, serde_json::json!({"owner": "o", "x": "a"})).is_ok());
     }
 
     proptest::proptest! {

@@ -19,6 +19,11 @@ use crate::render::template::{
 use crate::render::{RenderError, RenderSettings, cloud_init};
 use crate::resolve::{Outcome, ResolvedNode};
 
+/// The most a node's merged meta-data may serialize to. Each node holds its own copy, so a
+/// large meta-data layer shared by many nodes would multiply; nothing a node boots with needs
+/// more.
+pub const MAX_META_DATA_BYTES: usize = 64 * 1024;
+
 /// A node's boot for one asking MAC, as rendered.
 #[derive(Debug, Clone)]
 pub struct RenderedBoot {
@@ -90,6 +95,16 @@ pub fn render_cloud_init(
     settings: &RenderSettings,
 ) -> Result<RenderedDocs, RenderError> {
     let meta_data = cloud_init::meta_data_yaml(meta);
+    if meta_data.len() > MAX_META_DATA_BYTES {
+        return Err(RenderError::Template {
+            template: "meta-data",
+            message: format!(
+                "{} bytes is more than the {MAX_META_DATA_BYTES} a node's meta-data may have; \
+                 keep large data out of meta-data",
+                meta_data.len()
+            ),
+        });
+    }
     let Some((config, vars)) = config else {
         return Ok(RenderedDocs {
             meta_data,
@@ -173,7 +188,11 @@ fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode
                 .config()
                 .map(|c| c.id.name.clone())
                 .unwrap_or_default();
-            let message = format!("BootConfig {config} failed to render for this node: {err}");
+            let message = if config.is_empty() {
+                format!("its cloud-init data cannot be served: {err}")
+            } else {
+                format!("BootConfig {config} failed to render for this node: {err}")
+            };
             node.outcome = Outcome::Unassigned(message);
             // Its meta-data is still served, as for any node without a BootConfig: the
             // inventory's layers, not the BootConfig's (the report shows the same).

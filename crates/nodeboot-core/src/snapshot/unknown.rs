@@ -28,6 +28,8 @@ pub struct UnknownNode {
     pub boot: Option<Result<RenderedBoot, RenderError>>,
     /// The NoCloud documents once rendered, when small (`DOCUMENTS_KEPT_BYTES`).
     documents: OnceLock<PreparedCloudInit>,
+    /// The bytes its meta-data holds: part of its weight in the cache.
+    meta_bytes: usize,
 }
 
 impl UnknownNode {
@@ -36,6 +38,7 @@ impl UnknownNode {
         let id = mac.hyphenated();
         let bc_meta = resolution.outcome.config().map(|c| &c.meta_data);
         let meta = merge_meta(&[bc_meta], &id, &id);
+        let meta_bytes = serde_json::to_vec(&meta).map_or(usize::MAX / 2, |v| v.len());
         let mut node = UnknownNode {
             mac,
             arch,
@@ -44,6 +47,7 @@ impl UnknownNode {
             meta,
             boot: None,
             documents: OnceLock::new(),
+            meta_bytes,
         };
         if let Outcome::Assigned(config) = &node.resolution.outcome {
             let view = node.view();
@@ -85,7 +89,7 @@ impl UnknownNode {
             Some(Ok(b)) => b.params.len() + b.script.stored().len(),
             _ => 0,
         };
-        (boot + Self::DOCUMENTS_KEPT_BYTES + 512) as u64
+        (boot + self.meta_bytes + Self::DOCUMENTS_KEPT_BYTES + 512) as u64
     }
 
     /// The node's NoCloud documents: rendered once when they are small, each time otherwise.
