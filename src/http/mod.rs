@@ -76,10 +76,9 @@ pub struct Limits {
     /// flood cannot take every file descriptor.
     pub max_connections: usize,
     /// How long a response write may make no progress: a client that stops reading gives its
-    /// connection up instead of holding a slot for good.
+    /// connection up instead of holding a slot for good. (An idle connection is closed by
+    /// `header_read_timeout`: hyper starts it whenever it waits for a request head.)
     pub write_stall_timeout: Duration,
-    /// How long a connection may wait for its next request.
-    pub idle_timeout: Duration,
 }
 
 /// Open connections on the admin listener: probes and scrapes need few.
@@ -96,7 +95,6 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(10),
             max_connections: 16_384,
             write_stall_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -200,9 +198,10 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // Only writes are timed here: a write is pending only when the client stops reading,
+        // while a read is pending between every two requests (and hyper times those).
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write_stall_timeout));
-        stream.set_read_timeout(Some(limits.idle_timeout));
         let stream = Box::pin(stream);
         let service = router
             .clone()
