@@ -584,3 +584,47 @@ async fn taking_the_label_off_a_secret_revokes_it_at_once() {
     }
     examples_still_served(&nb).await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_loses_its_connection() {
+    // About 900 KB of user-data for one node: twenty answers fill any socket buffer.
+    let big = format!(
+        "{}---\n{}",
+        node_group("big", "  - {name: b1, macs: [\"02:00:00:00:bb:01\"]}\n"),
+        hostile_config(
+            "bulky",
+            "{matchLabels: {nodeboot.io/name: b1}}",
+            &format!(
+                "  cloudInit:\n    userData: \"#!/bin/sh\\n{{% for i in range(900) %}}{}{{% endfor %}}\"\n",
+                "x".repeat(1000)
+            ),
+        ),
+    );
+    let dir = manifest_dir(&[
+        ("site.yaml", EXAMPLES_SITE),
+        ("bootconfigs.yaml", EXAMPLES_CONFIGS),
+        ("big.yaml", &big),
+    ]);
+    let nb = Nodeboot::serve(dir.path(), &[]).await;
+    let addr = nb.boot.trim_start_matches("http://").to_owned();
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    for _ in 0..20 {
+        stalled
+            .write_all(b"GET /cloud-init/b1/user-data HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+    }
+    // The stalled connection is open while its answer does not fit...
+    assert!(metric(&nb, "nodeboot_connections_open").await >= 2.0);
+    // ...and closed once its write has made no progress for 10 s, though the client keeps its
+    // end open (the scrape's own connection is the one left).
+    let start = Instant::now();
+    while metric(&nb, "nodeboot_connections_open").await > 1.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the stalled connection is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(stalled);
+    examples_still_served(&nb).await;
+}

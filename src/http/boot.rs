@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use nodeboot_core::crd::Arch;
+use nodeboot_core::labels;
 use nodeboot_core::mac::Mac;
 use nodeboot_core::render::cloud_init::Document;
 use nodeboot_core::snapshot::{Decision, DocumentError, Identity, Query, Subject};
@@ -85,10 +86,6 @@ fn present(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|s| !s.is_empty())
 }
 
-fn shorten(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
 fn parse_identity(q: &BootQuery) -> Result<Identity, Problem> {
     if let Some(mac) = present(&q.mac) {
         return mac
@@ -98,10 +95,10 @@ fn parse_identity(q: &BootQuery) -> Result<Identity, Problem> {
     }
     if let Some(name) = present(&q.name) {
         // A name goes back into the retry script's URL: only label-value syntax may pass.
-        if !nodeboot_core::labels::is_valid_value(name) {
+        if !labels::is_valid_value(name) {
             return Err(Problem::bad_request(format!(
                 "name '{}' is not a valid node name (alphanumerics and -_. inside, at most 63 characters)",
-                shorten(name, 64)
+                labels::shown(name)
             )));
         }
         return Ok(Identity::Name(name.to_owned()));
@@ -113,7 +110,7 @@ fn parse_identity(q: &BootQuery) -> Result<Identity, Problem> {
             .filter(|n| *n >= 0)
             .map(Identity::Nid)
             .ok_or_else(|| {
-                Problem::bad_request(format!("nid '{}' is not a number >= 0", shorten(nid, 32)))
+                Problem::bad_request(format!("nid '{}' is not a number >= 0", labels::shown(nid)))
             });
     }
     Err(Problem::bad_request(
@@ -129,7 +126,7 @@ fn parse_query(
     let retry = match present(&q.retry) {
         None => 0,
         Some(r) => r.parse().map_err(|_| {
-            Problem::bad_request(format!("retry '{}' is not a number >= 0", shorten(r, 32)))
+            Problem::bad_request(format!("retry '{}' is not a number >= 0", labels::shown(r)))
         })?,
     };
     let arch = present(&q.arch).and_then(Arch::from_request);
@@ -281,7 +278,8 @@ pub async fn cloud_init_by_id(
     respond((|| {
         let doc = parse_document(&doc)?;
         let snapshot = state.snapshot.load();
-        let answer = snapshot.answer(&Query::new(Identity::NameOrMac(id.clone())));
+        let query = Query::new(Identity::NameOrMac(id.clone()));
+        let answer = snapshot.answer(&query);
         if let (Subject::Known(node), Some(ip), true) =
             (&answer.subject, answer.node_ip(), state.access.source_check)
         {
@@ -327,7 +325,8 @@ pub async fn cloud_init_by_source(
         let doc = parse_document(&doc)?;
         let from = requester(&state, peer, &headers);
         let snapshot = state.snapshot.load();
-        let answer = snapshot.answer(&Query::new(Identity::Ip(from)));
+        let query = Query::new(Identity::Ip(from));
+        let answer = snapshot.answer(&query);
         answer.document(doc).map(text).map_err(|e| match e {
             DocumentError::Ambiguous => Problem::new(
                 StatusCode::CONFLICT,

@@ -6,17 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
+use nodeboot_core::snapshot::canonical_ip as canonical;
 
 /// The TCP peer, put into request extensions by the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
-
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
-}
 
 /// Walks `X-Forwarded-For` from the right while hops are trusted proxies; the first untrusted
 /// hop is the client. When no hop is untrusted (every address is in a trusted range, as when

@@ -24,7 +24,8 @@ pub enum TreeError {
 
 /// The body nodeboot answers `request` with (its status is 200: a waiting node's script too).
 pub fn expected_body(snapshot: &Snapshot, request: &StormRequest) -> Result<Bytes, TreeError> {
-    let answer = snapshot.answer(&request.query());
+    let query = request.query();
+    let answer = snapshot.answer(&query);
     match &request.ask {
         Ask::Bootscript(_) => Ok(answer.script()),
         Ask::CloudInit { doc, .. } => {
@@ -142,7 +143,8 @@ mod tests {
 
         // Node 7 of cabinet 0 is pinned to the debug image; its answers as the core gives them.
         let mac: Mac = synthetic::node_mac(7).parse().unwrap();
-        let by_mac = snapshot.answer(&Query::new(Identity::Mac(mac)));
+        let query = Query::new(Identity::Mac(mac));
+        let by_mac = snapshot.answer(&query);
         let script = std::fs::read(dir.path().join(format!("bootscript/{mac}"))).unwrap();
         assert_eq!(script, by_mac.script());
         assert!(

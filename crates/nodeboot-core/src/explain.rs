@@ -80,7 +80,8 @@ fn why(outcome: &Outcome, candidates: &[Candidate]) -> String {
 /// What node `id` (a name, or a MAC in any notation) gets and why: the same answer a request
 /// gets, with the reasoning around it.
 pub fn explain(snapshot: &Snapshot, id: &str) -> Result<NodeReport, ExplainError> {
-    let answer = snapshot.answer(&Query::new(Identity::NameOrMac(id.to_owned())));
+    let query = Query::new(Identity::NameOrMac(id.to_owned()));
+    let answer = snapshot.answer(&query);
     let decision = answer.decision();
     let script = String::from_utf8_lossy(&answer.script_for(&decision)).into_owned();
     let (kernel, initrd, params) = match &decision {

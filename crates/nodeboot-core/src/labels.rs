@@ -24,16 +24,20 @@ pub const USER_DATA_SECRET_SELECTOR: &str = "nodeboot.io/user-data=true";
 
 pub type Labels = BTreeMap<String, String>;
 
-/// A refused value as an error message quotes it: at most 64 characters, control characters
-/// shown escaped, so that a message stays one short line whatever was refused.
+/// A refused value as an error message quotes it: about 64 bytes at most, control and
+/// unprintable characters shown escaped, so that a message stays one short line whatever was
+/// refused.
 pub fn shown(value: &str) -> String {
-    let mut out: String = value
-        .chars()
-        .take(64)
-        .flat_map(char::escape_default)
-        .collect();
-    if value.chars().count() > 64 {
-        out.push('…');
+    const BUDGET: usize = 64;
+    let mut out = String::with_capacity(BUDGET + 16);
+    for (i, c) in value.char_indices() {
+        if out.len() >= BUDGET {
+            if i < value.len() {
+                out.push('…');
+            }
+            break;
+        }
+        out.extend(c.escape_debug());
     }
     out
 }

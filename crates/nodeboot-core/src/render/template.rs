@@ -51,10 +51,12 @@ pub enum Dialect {
 
 /// An interpolated value that breaks the document's rule.
 fn refused(value: &str, rule: &str) -> Error {
-    let shown: String = value.chars().take(64).collect();
     Error::new(
         ErrorKind::InvalidOperation,
-        format!("value {shown:?} may not reach {rule}"),
+        format!(
+            "value \"{}\" may not reach {rule}",
+            crate::labels::shown(value)
+        ),
     )
 }
 

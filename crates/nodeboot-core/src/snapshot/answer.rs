@@ -105,8 +105,8 @@ pub enum DocumentError {
 pub struct Answer<'s> {
     pub subject: Subject<'s>,
     snapshot: &'s Snapshot,
-    who: Identity,
-    retry: u32,
+    /// Borrowed, not copied: a name would cost an allocation on every request.
+    query: &'s Query,
 }
 
 const NOT_READY: &str = "this node has no boot configuration yet (unknown, unassigned or in conflict); see nodeboot explain";
@@ -114,7 +114,7 @@ const NOT_READY: &str = "this node has no boot configuration yet (unknown, unass
 impl Snapshot {
     /// Finds the node a query names and decides what it gets. Known nodes' answers were
     /// rendered when the snapshot was built; only an unknown MAC is rendered here.
-    pub fn answer(&self, query: &Query) -> Answer<'_> {
+    pub fn answer<'s>(&'s self, query: &'s Query) -> Answer<'s> {
         let found = match &query.who {
             Identity::Mac(mac) => self.by_mac(*mac),
             Identity::Name(name) => self.by_name(name),
@@ -140,8 +140,7 @@ impl Snapshot {
         Answer {
             subject,
             snapshot: self,
-            who: query.who.clone(),
-            retry: query.retry,
+            query,
         }
     }
 }
@@ -197,7 +196,7 @@ fn decide<'a>(subject: &'a Subject<'_>, asked_mac: Option<Mac>) -> Decision<'a> 
 impl Answer<'_> {
     /// What the node boots, or why it waits.
     pub fn decision(&self) -> Decision<'_> {
-        decide(&self.subject, asked_mac(&self.who))
+        decide(&self.subject, asked_mac(&self.query.who))
     }
 
     /// The iPXE script for this request: the boot with its retry tail, or the wait loop.
@@ -211,17 +210,20 @@ impl Answer<'_> {
         match decision {
             Decision::Boot(boot) => {
                 boot.script
-                    .for_round(Asker::Mac(boot.mac), self.retry, settings)
+                    .for_round(Asker::Mac(boot.mac), self.query.retry, settings)
             }
-            Decision::Wait { reason, .. } => {
-                Bytes::from(wait_script(*reason, self.asker(), self.retry, settings))
-            }
+            Decision::Wait { reason, .. } => Bytes::from(wait_script(
+                *reason,
+                self.asker(),
+                self.query.retry,
+                settings,
+            )),
         }
     }
 
     /// A waiting node asks again the way it asked: by the same MAC, name or NID.
     fn asker(&self) -> Asker<'_> {
-        match (&self.who, &self.subject) {
+        match (&self.query.who, &self.subject) {
             (Identity::Mac(mac), _) => Asker::Mac(*mac),
             (Identity::Name(name), _) => Asker::Name(name),
             (Identity::Nid(nid), _) => Asker::Nid(*nid),

@@ -299,3 +299,23 @@ pub fn prepared_docs(docs: RenderedDocs) -> PreparedCloudInit {
         network_config: docs.network_config.map(exact),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nodes_meta_data_is_capped() {
+        let settings = RenderSettings {
+            server_url: "http://s".into(),
+            retry_max_delay: 60,
+        };
+        let small: Map<String, Value> = [("k".to_owned(), Value::from("v"))].into_iter().collect();
+        assert!(render_cloud_init(None, &small, None, &settings).is_ok());
+        let large: Map<String, Value> = [("k".to_owned(), Value::from("v".repeat(70_000)))]
+            .into_iter()
+            .collect();
+        let err = render_cloud_init(None, &large, None, &settings).unwrap_err();
+        assert!(err.to_string().contains("65536"), "{err}");
+    }
+}
