@@ -5,9 +5,13 @@
 --
 -- REQUESTS   PATH<TAB>FILE<TAB>IP per line (`nodeboot-bench requests`): per node its bootscript,
 --            meta-data, user-data and vendor-data, nodes in order; IP is the node's, or -
--- SCENARIO   bootscript: only the /boot/v1/bootscript?mac=.. lines
---            storm: every line: per node bootscript, meta-data, user-data, vendor-data, then the
---            next node
+-- SCENARIO   bootscript: only the known nodes' /boot/v1/bootscript?mac=.. lines
+--            close: the same, each request on a new connection (`Connection: close`), as
+--            firmware that does not keep connections open asks
+--            storm: every known node's line: per node bootscript, meta-data, user-data,
+--            vendor-data, then the next node
+--            cloudinit: only the cloud-init lines (meta-data, user-data, vendor-data)
+--            discovery: only the unknown MACs' bootscript lines (`requests --discovery N`)
 -- MODE       bench: walk the requests round and round for wrk's --duration
 --            once: each thread takes its slice of the requests, issues it once, and stops
 --            itself when it has counted as many responses as its slice (see below)
@@ -18,7 +22,7 @@
 --            connections / (DELAY_MS + latency), below saturation, where latency means more
 --            than connections / throughput (Little's law) does in the closed loop
 
-local requests_file, scenario, mode, xff, marker_dir
+local requests_file, scenario, mode, xff, marker_dir, close
 local paths, ips = {}, {}
 local n = 0
 
@@ -41,10 +45,19 @@ function init(args)
   local nthreads = tonumber(args[4] or "1")
   xff, marker_dir = args[5] == "1", args[6] or ""
   local delay_ms = tonumber(args[7] or "0") or 0
-  local only_boot = scenario ~= "storm"
+  -- Which lines a scenario takes, by the tree file's first directory (`requests`).
+  local kinds = ({
+    bootscript = { bootscript = true },
+    close = { bootscript = true },
+    storm = { bootscript = true, ["cloud-init"] = true },
+    cloudinit = { ["cloud-init"] = true },
+    discovery = { discovery = true },
+  })[scenario]
+  assert(kinds, "unknown scenario " .. tostring(scenario))
+  close = scenario == "close"
   for line in io.lines(requests_file) do
-    local path, ip = line:match("^([^\t]+)\t[^\t]+\t([^\t]+)$")
-    if path and (not only_boot or path:sub(1, 6) == "/boot/") then
+    local path, file, ip = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)$")
+    if path and kinds[file:match("^[^/]+")] then
       n = n + 1
       -- Only cloud-init requests are subject to the source check.
       paths[n], ips[n] = path, (ip ~= "-" and path:sub(1, 12) == "/cloud-init/") and ip or nil
@@ -78,6 +91,10 @@ function request()
   -- cores as the server under test, so it should cost the client as little as possible.
   if xff and ip then
     return "GET " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\nX-Forwarded-For: " .. ip .. "\r\n\r\n"
+  end
+  if close then
+    -- wrk opens a new connection once the server has closed this one.
+    return "GET " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\nConnection: close\r\n\r\n"
   end
   return "GET " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\n\r\n"
 end

@@ -6,6 +6,8 @@
 #   bench/storm.sh [--nodes N] [--connections "64 256 1024"] [--duration 20s] [--threads 2]
 #                  [--out DIR] [--full-connections 1024] [--no-full-storm]
 #                  [--repeat R] [--paced-rps 10000] [--source-check off|on] [--keep-tmp]
+#                  [--scenarios "bootscript close storm cloudinit discovery"] [--discovery 10000]
+#                  [--no-ceilings] [--open-loop "25 50 75"] [--open-loop-connections 256]
 #
 # What it does, in order (docs/performance.md explains the method and the numbers):
 #  1. installs wrk and nginx from Debian if they are missing;
@@ -17,8 +19,17 @@
 #     with nginx under the same URLs;
 #  5. checks a sample of URLs against the tree, byte for byte, on both servers;
 #  6. runs wrk (bench/storm.lua) for each scenario x connection count x server, at saturation
-#     (closed loop), then bootscript requests paced to about --paced-rps in total (each
-#     connection pauses between requests) for latency below saturation; 0 skips those;
+#     (closed loop): bootscript (keep-alive), close (a new connection per request), storm (every
+#     node's four requests), cloudinit, discovery (--discovery MACs no NodeGroup lists). The
+#     bootscript and close points also run against the two ceilings (unless --no-ceilings):
+#     nginx answering a constant body of the same size from memory, and
+#     `nodeboot-bench constant-server` (nodeboot's HTTP stack, tokio + hyper, with no nodeboot);
+#     then bootscript requests paced to about --paced-rps in total (wrk, each connection pauses
+#     between requests); 0 skips those;
+#  6b. open loop (oha, a fixed request rate whatever the answers' latency, latency counted from
+#     when each request was due): bootscript at each --open-loop percentage of nodeboot's
+#     saturated bootscript throughput at --open-loop-connections, nodeboot and nginx at the
+#     same rates; "" skips it (oha is built with cargo into ~/.cache/nodeboot/oha if missing);
 #  7. the full storm: every node's four requests once (wrk, 4N requests, errors counted),
 #     then the same 4N requests once more with an exact client that checks every status and
 #     body (nodeboot-bench compare --all);
@@ -41,6 +52,11 @@ source_check=off
 keep_tmp=0
 repeat=1
 paced_rps=10000
+scenarios="bootscript close storm cloudinit discovery"
+discovery=10000
+ceilings=1
+open_loop="25 50 75"
+open_loop_connections=256
 
 usage() {
     sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -60,6 +76,11 @@ while [ $# -gt 0 ]; do
         --keep-tmp) keep_tmp=1; shift ;;
         --repeat) repeat=$2; shift 2 ;;
         --paced-rps) paced_rps=$2; shift 2 ;;
+        --scenarios) scenarios=$2; shift 2 ;;
+        --discovery) discovery=$2; shift 2 ;;
+        --no-ceilings) ceilings=0; shift ;;
+        --open-loop) open_loop=$2; shift 2 ;;
+        --open-loop-connections) open_loop_connections=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "storm.sh: unknown argument $1" >&2; usage 2 >&2 ;;
     esac
@@ -101,6 +122,16 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+oha=""
+if [ -n "$open_loop" ]; then
+    # oha: a well-kept open-loop load generator (fixed rate, latency from each request's due
+    # time); not in Debian 12, so built once from crates.io and cached.
+    oha=$(command -v oha || echo "$HOME/.cache/nodeboot/oha/bin/oha")
+    if [ ! -x "$oha" ]; then
+        log "building oha from crates.io into ~/.cache/nodeboot/oha (once; a few minutes)"
+        cargo install --quiet --locked oha --root "$HOME/.cache/nodeboot/oha"
+    fi
+fi
 command -v curl >/dev/null || { echo "storm.sh: curl is required" >&2; exit 1; }
 
 # wrk at 1024 connections, the server under test and nginx's workers each need more than the
@@ -134,9 +165,10 @@ cleanup() {
     [ -z "$step_pid" ] || kill "$step_pid" 2>/dev/null || true
     [ -z "$wrk_pid" ] || kill "$wrk_pid" 2>/dev/null || true
     [ -z "$nodeboot_pid" ] || kill "$nodeboot_pid" 2>/dev/null || true
+    [ -z "$const_pid" ] || kill "$const_pid" 2>/dev/null || true
     # QUIT: nginx's graceful stop, the master takes its workers with it.
     [ -z "$nginx_pid" ] || kill -QUIT "$nginx_pid" 2>/dev/null || true
-    for pid in $step_pid $wrk_pid $nodeboot_pid $nginx_pid; do
+    for pid in $step_pid $wrk_pid $nodeboot_pid $const_pid $nginx_pid; do
         # An exited child stays a zombie (and kill -0 succeeds) until it is waited for.
         for _ in $(seq 50); do
             [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null || echo Z)" != Z ] || break
@@ -156,11 +188,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Three free loopback ports: the kernel picks them, nodeboot-bench releases them for the servers.
-read -r nb_port admin_port nginx_port < <("$bench" free-ports 3)
+# Free loopback ports: the kernel picks them, nodeboot-bench releases them for the servers.
+read -r nb_port admin_port nginx_port nginx_mem_port const_port < <("$bench" free-ports 5)
 nb=127.0.0.1:$nb_port
 admin=127.0.0.1:$admin_port
 ngx=127.0.0.1:$nginx_port
+ngx_mem=127.0.0.1:$nginx_mem_port
+const=127.0.0.1:$const_port
+const_pid=""
 
 now_ns() { date +%s%N; }
 
@@ -182,6 +217,7 @@ rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "nodes: $nodes; connections: $connections; duration: $duration; threads: $threads; repeat: $repeat"
     echo "full storm: $full_storm (connections $full_connections); source check: $source_check"
+    echo "scenarios: $scenarios; discovery MACs: $discovery; ceilings: $ceilings; open loop: ${open_loop:-off} % at $open_loop_connections connections"
     echo "cores: $cores; $(free -g | awk '/^Mem:/ { print "memory GiB: " $2 }')"
     echo "kernel: $(uname -r); open files limit: $fds"
     echo "uptime: $(uptime)"
@@ -189,6 +225,7 @@ rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
     echo "nodeboot: $("$nodeboot" --version 2>&1 | head -1); binary sha256 $(sha256sum "$nodeboot" | cut -c1-12), built $(date -u -r "$nodeboot" +%Y-%m-%dT%H:%M:%SZ)"
     echo "git: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet -- src Cargo.toml 2>/dev/null || echo ' (src modified)')"
     echo "wrk: $(wrk -v 2>&1 | head -1)"
+    [ -z "$oha" ] || echo "oha: $("$oha" --version 2>&1 | head -1)"
     echo "nginx: $("$nginx_bin" -v 2>&1)"
     echo "nodeboot-bench: binary sha256 $(sha256sum "$bench" | cut -c1-12), built $(date -u -r "$bench" +%Y-%m-%dT%H:%M:%SZ)"
 } > "$out/env.txt"
@@ -197,7 +234,7 @@ cat "$out/env.txt" >&2
 # --- the site --------------------------------------------------------------------------------
 log "writing a site of $nodes nodes and its requests"
 step "$bench" site --nodes "$nodes" --out "$tmp/site"
-step "$bench" requests --nodes "$nodes" --out "$tmp/requests.tsv"
+step "$bench" requests --nodes "$nodes" --discovery "$discovery" --out "$tmp/requests.tsv"
 
 # --- nodeboot --------------------------------------------------------------------------------
 # What nodeboot renders depends on these two: the tree is written with the same ones.
@@ -237,11 +274,28 @@ log "nodeboot ready in $cold_start_ms ms, RSS $((rss_ready_kb / 1024)) MiB"
 
 # --- the tree and nginx ----------------------------------------------------------------------
 log "writing the tree of what nodeboot answers ($(wc -l < "$tmp/requests.tsv") files)"
-step "$bench" tree --nodes "$nodes" --advertise-url "$advertise_url" \
+step "$bench" tree --nodes "$nodes" --discovery "$discovery" --advertise-url "$advertise_url" \
     --retry-max-delay "$retry_max_delay" --out "$tmp/www" > "$out/tree.txt"
 cat "$out/tree.txt" >&2
 chmod -R a+rX "$tmp/www"
 
+# The ceilings' constant body: the bootscript of a node of the most common kind (node 1, the
+# compute image; node 0 is pinned to the debug image), the size sent most often.
+constant_file=$tmp/www/$(awk -F'\t' '$2 ~ /^bootscript\// && ++n == 2 { print $2; exit }' "$tmp/requests.tsv")
+constant_body=$(cat "$constant_file"; printf x)
+constant_body=${constant_body%x}
+# nginx_string TEXT: TEXT inside an nginx single-quoted string. nginx expands $name in strings
+# and has no escape for '$', so a '$' becomes ${dollar}, a variable map defines as '$'.
+nginx_string() {
+    local t=$1
+    t=${t//\\/\\\\}
+    t=${t//\'/\\\'}
+    t=${t//\$/\$\{dollar\}}
+    printf '%s' "$t"
+}
+# With a trailing x, so that $(...) keeps the body's last newline.
+constant_nginx=$(nginx_string "$constant_body"; printf x)
+constant_nginx=${constant_nginx%x}
 mkdir -p "$tmp/nginx/tmp"
 # One worker per core, as a tuned static server would be set up; keep-alive requests
 # unlimited like nodeboot's (nginx's default of 1000 would add reconnects to its numbers); no
@@ -269,6 +323,7 @@ http {
     keepalive_requests 1000000000;
     server_tokens off;
     etag off;
+    geo \$dollar { default "\$"; }
     default_type text/plain;
     charset utf-8;
     client_body_temp_path $tmp/nginx/tmp/body;
@@ -281,15 +336,25 @@ http {
         root $tmp/www;
         add_header Cache-Control no-store always;
         add_header Last-Modified "";
-        # /boot/v1/bootscript?mac=MAC: the file named after the MAC, as wrk sends it.
+        # /boot/v1/bootscript?mac=MAC: the file named after the MAC, as wrk sends it (an unknown
+        # MAC's, the discovery image's script, is under discovery/).
         location = /boot/v1/bootscript {
-            try_files /bootscript/\$arg_mac =404;
+            try_files /bootscript/\$arg_mac /discovery/\$arg_mac =404;
         }
         # /cloud-init/NAME/DOC: plain files.
         location /cloud-init/ {
         }
         location / {
             return 404;
+        }
+    }
+    # The ceiling of nginx on this machine: one constant body, a typical bootscript, from memory
+    # (no file is opened), for every URL.
+    server {
+        listen $ngx_mem reuseport backlog=4096;
+        add_header Cache-Control no-store always;
+        location / {
+            return 200 '$constant_nginx';
         }
     }
 }
@@ -302,6 +367,21 @@ for _ in $(seq 500); do
     kill -0 "$nginx_pid" 2>/dev/null || { cat "$tmp/nginx/error.log" >&2; exit 1; }
     sleep 0.01
 done
+
+if [ "$ceilings" -eq 1 ]; then
+    "$bench" constant-server --listen "$const" --body-file "$constant_file" \
+        > "$out/constant-server.log" 2>&1 &
+    const_pid=$!
+    for _ in $(seq 500); do
+        curl -s -o /dev/null --max-time 1 "http://$const/" && break
+        kill -0 "$const_pid" 2>/dev/null || { cat "$out/constant-server.log" >&2; exit 1; }
+        sleep 0.01
+    done
+    for addr in "$ngx_mem" "$const"; do
+        cmp -s <(curl -s "http://$addr/boot/v1/bootscript?mac=x") "$constant_file" \
+            || { echo "storm.sh: the ceiling at $addr does not answer the constant body" >&2; exit 1; }
+    done
+fi
 
 # --- same bytes from both --------------------------------------------------------------------
 log "checking a sample of URLs is byte-identical to the tree on nodeboot and nginx"
@@ -371,21 +451,70 @@ result_row() {
         | sed "s/^/$1\t$2\t$3\t$4\t/; s/\$/\t$load1/" >> "$results"
 }
 
+# addr_of SERVER: where it listens.
+addr_of() {
+    case $1 in
+        nodeboot) echo "$nb" ;;
+        nginx) echo "$ngx" ;;
+        nginx-mem) echo "$ngx_mem" ;;
+        hyper-const) echo "$const" ;;
+    esac
+}
+# servers_for SCENARIO: who runs it. The ceilings answer one body to every URL: they stand in
+# only where every answer is a bootscript of about that size.
+servers_for() {
+    case $1 in
+        bootscript|close)
+            if [ "$ceilings" -eq 1 ]; then echo nodeboot nginx nginx-mem hyper-const
+            else echo nodeboot nginx; fi ;;
+        *) echo nodeboot nginx ;;
+    esac
+}
+
 # A short warm-up per server, not recorded: page cache, nginx's open_file_cache, allocators.
-for server in nodeboot nginx; do
-    addr=$nb; [ $server = nodeboot ] || addr=$ngx
+for server in $(servers_for bootscript); do
     log "warm-up $server"
-    run_wrk "warmup-$server" "$addr" storm bench 64 3s > /dev/null
+    run_wrk "warmup-$server" "$(addr_of "$server")" storm bench 64 3s > /dev/null
 done
 
+# open_loop_run RUN: oha at fixed rates, each a share of nodeboot's saturated bootscript req/s
+# in this round at --open-loop-connections (the closed-loop point must have run).
+open_loop_run() {
+    local run=$1 sat pct rate server label
+    sat=$(awk -F'\t' -v c="$open_loop_connections" -v r="$run" \
+        '$1 == "bootscript" && $2 == c && $3 == "nodeboot" && $4 == r { print int($8) }' "$results")
+    if [ -z "$sat" ] || [ "$sat" -le 0 ]; then
+        log "skip the open loop: no saturated bootscript run at $open_loop_connections connections"
+        return 0
+    fi
+    # oha picks among the known nodes' bootscript URLs (--urls-from-file).
+    awk -F'\t' -v base="http://$nb" '$2 ~ /^bootscript\// { print base $1 }' "$tmp/requests.tsv" \
+        > "$tmp/urls-nodeboot.txt"
+    sed "s#^http://$nb#http://$ngx#" "$tmp/urls-nodeboot.txt" > "$tmp/urls-nginx.txt"
+    for pct in $open_loop; do
+        rate=$(( sat * pct / 100 ))
+        for server in nodeboot nginx; do
+            label=open-loop-$pct-c$open_loop_connections-$server-r$run
+            log "oha $label ($rate req/s, $duration, load: $(cut -d' ' -f1-3 /proc/loadavg))"
+            tcp_counters > "$out/raw/$label.tcp"
+            "$oha" --no-tui --output-format json -z "$duration" -q "$rate" --latency-correction \
+                -c "$open_loop_connections" --urls-from-file "$tmp/urls-$server.txt" \
+                > "$out/raw/$label.json" 2> "$out/raw/$label.err" || true
+            tcp_counters >> "$out/raw/$label.tcp"
+            "$bench" oha-result "$out/raw/$label.json" > "$out/raw/$label.txt"
+            result_row "open-loop-$pct" "$open_loop_connections" "$server" "$run" "$label"
+        done
+    done
+}
+
 for run in $(seq "$repeat"); do
-    for scenario in bootscript storm; do
+    for scenario in $scenarios; do
         for c in $connections; do
-            # Both servers back to back at each point, and whole rounds repeated rather than
+            # Every server back to back at each point, and whole rounds repeated rather than
             # each point, so that a change of machine load (others compiling, VMs booting)
-            # falls on both servers rather than on one series. The report takes medians.
-            for server in nodeboot nginx; do
-                addr=$nb; [ $server = nodeboot ] || addr=$ngx
+            # falls on every server rather than on one series. The report takes medians.
+            for server in $(servers_for "$scenario"); do
+                addr=$(addr_of "$server")
                 label=$scenario-c$c-$server-r$run
                 log "wrk $label ($duration, load: $(cut -d' ' -f1-3 /proc/loadavg))"
                 run_wrk "$label" "$addr" "$scenario" bench "$c" "$duration" > /dev/null
@@ -393,6 +522,7 @@ for run in $(seq "$repeat"); do
             done
         done
     done
+    [ -z "$open_loop" ] || open_loop_run "$run"
     if [ "$paced_rps" -gt 0 ]; then
         for c in $connections; do
             # wrk's delay() is in whole milliseconds: c connections pausing d ms offer at most

@@ -1,9 +1,11 @@
-//! Change propagation through the operator: time from a BootConfig patch (kubectl, on the
-//! project's test API server) to the new script being served for every matched node.
+//! The operator at scale, on the project's test API server: start to serving and to every status
+//! written, its memory, the API requests one rebuild costs, and change propagation (time from a
+//! BootConfig patch to the new script being served for every matched node).
 //!
 //! `hack/test-apiserver.sh start` first, then:
 //! `KUBECONFIG=... cargo bench --bench propagation -- [NODES] [ROUNDS]` (default 20000, 20).
-//! The snapshot is swapped whole, so every node changes at once; the bench still checks a
+//! The site is nodeboot-bench's synthetic one: NodeGroups of 5000 nodes (100k nodes: 20 of
+//! them). The snapshot is swapped whole, so every node changes at once; the bench still checks a
 //! spread of nodes (first, last and every 997th) before it counts a round as served.
 
 use std::process::{Command, Stdio};
@@ -23,6 +25,92 @@ fn kubectl(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The API server's request counter for nodeboot.io objects, by verb, resource and subresource.
+fn nodeboot_api_requests() -> std::collections::BTreeMap<String, f64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in kubectl(&["get", "--raw", "/metrics"]).lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        if !labels.contains("group=\"nodeboot.io\"") {
+            continue;
+        }
+        let label = |key: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
+                .map(|v| v.trim_end_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        let key = format!(
+            "{} {}{}",
+            label("verb"),
+            label("resource"),
+            match label("subresource").as_str() {
+                "" => String::new(),
+                sub => format!("/{sub}"),
+            }
+        );
+        *counts.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    counts
+}
+
+/// What changed between two readings of `nodeboot_api_requests`, non-zero entries only.
+fn api_delta(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) -> String {
+    let parts: Vec<String> = after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0.0);
+            (d > 0.0).then(|| format!("{k}: {d}"))
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// True when every NodeGroup and BootConfig in `ns` has a status for its current generation,
+/// and every NodeGroup's status counts all its nodes.
+fn every_status_written(ns: &str) -> bool {
+    let list: serde_json::Value = serde_json::from_str(&kubectl(&[
+        "get",
+        "nodegroups,bootconfigs",
+        "-n",
+        ns,
+        "-o",
+        "json",
+    ]))
+    .expect("kubectl prints JSON");
+    list["items"].as_array().is_some_and(|items| {
+        items.iter().all(|item| {
+            let current = item["status"]["observedGeneration"] == item["metadata"]["generation"];
+            let counted = item["kind"] != "NodeGroup"
+                || item["status"]["nodeCount"].as_u64()
+                    == item["spec"]["nodes"].as_array().map(|n| n.len() as u64);
+            current && counted
+        })
+    })
+}
+
+/// VmRSS and VmHWM of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn free_port() -> u16 {
@@ -127,13 +215,28 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let (rss, _) = rss_mib(op.id());
     println!(
-        "{nodes} nodes: operator start to serving: {:?}",
+        "{nodes} nodes: operator start to serving: {:?}; RSS {rss} MiB",
+        start.elapsed()
+    );
+    while !every_status_written(&ns) {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "operator never wrote every status"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (rss, peak) = rss_mib(op.id());
+    println!(
+        "{nodes} nodes: operator start to every status written: {:?}; RSS {rss} MiB, peak {peak} MiB",
         start.elapsed()
     );
 
     let mut times = Vec::new();
+    let mut requests_per_round = Vec::new();
     for round in 0..rounds {
+        let api_before = nodeboot_api_requests();
         let kernel = format!("http://images.example/compute-r{round}/vmlinuz");
         let patch = format!(r#"{{"spec":{{"kernel":"{kernel}"}}}}"#);
         let t = Instant::now();
@@ -155,6 +258,20 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         times.push(t.elapsed());
+        // The API requests this round cost once its status is written: kubectl's patch, and the
+        // operator's status writes for its rebuild (batched; a second after the last one).
+        while !every_status_written(&ns) {
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "round {round}: status never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        requests_per_round.push(api_delta(&api_before, &nodeboot_api_requests()));
+    }
+    for (round, delta) in requests_per_round.iter().enumerate().take(3) {
+        println!("API requests of round {round} (nodeboot.io objects): {delta}");
     }
     times.sort();
     println!(
@@ -169,6 +286,8 @@ async fn main() {
             t.elapsed().as_millis()
         }
     );
+    let (rss, peak) = rss_mib(op.id());
+    println!("operator RSS at the end: {rss} MiB, peak {peak} MiB");
     let _ = op.kill();
     let _ = op.wait();
 }

@@ -83,6 +83,25 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Serve one constant body to every request on the HTTP stack nodeboot uses (tokio, hyper's
+    /// HTTP/1.1 server): the ceiling of that stack on this machine, a baseline for the storm.
+    ConstantServer {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// The body every answer carries (e.g. a typical bootscript from the tree).
+        #[arg(long)]
+        body_file: PathBuf,
+        /// Runtime worker threads (nodeboot's default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Print oha's JSON summary (`oha --output-format json`) as the RESULT line wrk's script
+    /// prints, for results.tsv.
+    OhaResult {
+        /// The file oha wrote.
+        json: PathBuf,
+    },
     /// Print COUNT free TCP ports on 127.0.0.1, space-separated, for the servers under test.
     FreePorts {
         #[arg(default_value_t = 1)]
@@ -100,6 +119,10 @@ pub struct SiteArgs {
     /// Number of nodes (in cabinets of 5000).
     #[arg(long, default_value_t = 1000)]
     pub nodes: usize,
+    /// Also this many MACs no NodeGroup lists, each asking for its bootscript once (the
+    /// discovery storm; their tree files are under discovery/).
+    #[arg(long, default_value_t = 0)]
+    pub discovery: usize,
 }
 
 /// The settings that change what nodeboot renders: give the ones of the process under test.

@@ -5,6 +5,7 @@
 //!   nodeboot-bench tree --nodes 100000 --advertise-url http://127.0.0.1:8080 --out /tmp/www
 //!   nodeboot-bench compare --requests /tmp/requests.tsv --tree /tmp/www --server 127.0.0.1:8080
 //!   nodeboot-bench report bench/results/RUN
+//!   nodeboot-bench constant-server --listen 127.0.0.1:8081 --body-file /tmp/www/bootscript/MAC
 //!   nodeboot-bench free-ports 3
 
 mod cli;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use nodeboot_bench::compare::{CompareOptions, Selection, compare, load_expected, select};
-use nodeboot_bench::{ports, report, requests, site, tree};
+use nodeboot_bench::{constant_server, oha, ports, report, requests, site, tree};
 use nodeboot_core::render::RenderSettings;
 
 use cli::{Cli, Command};
@@ -44,14 +45,14 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::Requests { site, out } => {
             let snapshot = site::snapshot(site.nodes, &listing_settings());
-            let list = requests::storm_requests(&snapshot);
+            let list = site::requests(&snapshot, site.discovery);
             requests::write(&list, &out)?;
             eprintln!("{} requests -> {}", list.len(), out.display());
         }
         Command::Tree { site, render, out } => {
             let started = Instant::now();
             let snapshot = site::snapshot(site.nodes, &render.settings());
-            let list = requests::storm_requests(&snapshot);
+            let list = site::requests(&snapshot, site.discovery);
             let summary = tree::write_tree(&snapshot, &list, &out)?;
             println!(
                 "tree: {:.1}s -> {}; {summary}",
@@ -99,6 +100,18 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             if !summary.all_identical() {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::ConstantServer {
+            listen,
+            body_file,
+            workers,
+        } => {
+            let body =
+                std::fs::read(&body_file).map_err(|e| format!("{}: {e}", body_file.display()))?;
+            constant_server::run(listen, body.into(), workers)?;
+        }
+        Command::OhaResult { json } => {
+            println!("{}", oha::result_line(&json)?);
         }
         Command::FreePorts { count } => {
             let ports: Vec<String> = ports::free_ports(count)?

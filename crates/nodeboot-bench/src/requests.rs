@@ -23,7 +23,12 @@ pub const DOCUMENTS: [Document; 3] = [Document::MetaData, Document::UserData, Do
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ask {
     Bootscript(Mac),
-    CloudInit { name: String, doc: Document },
+    /// The bootscript for a MAC no NodeGroup lists: answered by the discovery BootConfig.
+    Discovery(Mac),
+    CloudInit {
+        name: String,
+        doc: Document,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +41,7 @@ impl StormRequest {
     /// The URL path and query, as nodeboot and nginx serve it.
     pub fn path(&self) -> String {
         match &self.ask {
-            Ask::Bootscript(mac) => format!("/boot/v1/bootscript?mac={mac}"),
+            Ask::Bootscript(mac) | Ask::Discovery(mac) => format!("/boot/v1/bootscript?mac={mac}"),
             Ask::CloudInit { name, doc } => format!("/cloud-init/{name}/{}", doc.name()),
         }
     }
@@ -45,6 +50,8 @@ impl StormRequest {
     pub fn tree_file(&self) -> String {
         match &self.ask {
             Ask::Bootscript(mac) => format!("bootscript/{mac}"),
+            // Apart from the known MACs, so that the scenarios can pick one kind by its file.
+            Ask::Discovery(mac) => format!("discovery/{mac}"),
             Ask::CloudInit { name, doc } => format!("cloud-init/{name}/{}", doc.name()),
         }
     }
@@ -53,7 +60,7 @@ impl StormRequest {
     /// retry 0), the `{id}` of the cloud-init path.
     pub fn query(&self) -> Query {
         match &self.ask {
-            Ask::Bootscript(mac) => Query::new(Identity::Mac(*mac)),
+            Ask::Bootscript(mac) | Ask::Discovery(mac) => Query::new(Identity::Mac(*mac)),
             Ask::CloudInit { name, .. } => Query::new(Identity::NameOrMac(name.clone())),
         }
     }
@@ -89,6 +96,17 @@ pub fn storm_requests(snapshot: &Snapshot) -> Vec<StormRequest> {
         }
     }
     requests
+}
+
+/// `count` machines no NodeGroup lists, each asking once for its bootscript (a discovery storm).
+pub fn discovery_requests(count: usize) -> Vec<StormRequest> {
+    (0..count)
+        .filter_map(|i| crate::synthetic::unknown_mac(i).parse().ok())
+        .map(|mac| StormRequest {
+            ask: Ask::Discovery(mac),
+            node_ip: None,
+        })
+        .collect()
 }
 
 /// One line of the requests file.

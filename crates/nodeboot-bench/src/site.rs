@@ -7,6 +7,7 @@ use nodeboot_core::compile::ConfigCompiler;
 use nodeboot_core::render::RenderSettings;
 use nodeboot_core::snapshot::{Snapshot, build};
 
+use crate::requests::{StormRequest, discovery_requests, storm_requests};
 use crate::synthetic;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,4 +45,11 @@ pub fn snapshot(nodes: usize, settings: &RenderSettings) -> Snapshot {
         settings,
     )
     .0
+}
+
+/// The requests of a run: every node's four, then the discovery storm's, if any.
+pub fn requests(snapshot: &Snapshot, discovery: usize) -> Vec<StormRequest> {
+    let mut list = storm_requests(snapshot);
+    list.extend(discovery_requests(discovery));
+    list
 }

@@ -16,9 +16,19 @@ pub const CABINET_SIZE: usize = 5000;
 
 /// The MAC of node number `i`: `02:` (locally administered) then `i` in 40 bits.
 pub fn node_mac(i: usize) -> String {
+    mac_with_prefix(0x02, i)
+}
+
+/// The MAC of the `i`th machine no NodeGroup lists (the discovery storm's askers): `06:` then
+/// `i` in 40 bits, so that it can never be a node's.
+pub fn unknown_mac(i: usize) -> String {
+    mac_with_prefix(0x06, i)
+}
+
+fn mac_with_prefix(prefix: u8, i: usize) -> String {
     let b = (i as u64).to_be_bytes();
     format!(
-        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        "{prefix:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         b[3], b[4], b[5], b[6], b[7]
     )
 }
@@ -64,6 +74,28 @@ fn config(name: &str, priority: i32, selector: LabelSelector) -> BootConfig {
     );
     bc.metadata.namespace = Some(NAMESPACE.into());
     bc.metadata.generation = Some(1);
+    bc
+}
+
+/// The discovery image: what an unknown MAC boots. It must render without any NodeGroup's
+/// meta-data (an unknown node has none), so that a discovery storm measures the real path, a
+/// render per new MAC, rather than the waiting script.
+fn discovery_config() -> BootConfig {
+    let mut bc = config(
+        "discovery",
+        0,
+        LabelSelector {
+            match_labels: Some(labels(&[("nodeboot.io/known", "false")])),
+            ..Default::default()
+        },
+    );
+    bc.spec.params = "root=live:http://images.example/discovery/rootfs.squashfs ip=dhcp console=ttyS0,115200 nodeboot.discover={{ node.mac }}".into();
+    if let Some(cloud_init) = bc.spec.cloud_init.as_mut() {
+        cloud_init.user_data = Some(
+            "#cloud-config\nphone_home:\n  url: http://10.1.0.9/discovered/{{ node.mac }}\n  post: [instance_id, hostname]\n".into(),
+        );
+        cloud_init.vendor_data = None;
+    }
     bc
 }
 
@@ -155,14 +187,7 @@ pub fn site(nodes: usize) -> Desired {
                 match_expressions: Some(vec![expr("cabinet", "In", &["x1000", "x1001"])]),
             },
         ),
-        config(
-            "discovery",
-            0,
-            LabelSelector {
-                match_labels: Some(labels(&[("nodeboot.io/known", "false")])),
-                ..Default::default()
-            },
-        ),
+        discovery_config(),
         // Two images claim the same cabinet at the same priority: its nodes are Conflicts.
         config(
             "canary-a",

@@ -27,7 +27,7 @@ pub fn expected_body(snapshot: &Snapshot, request: &StormRequest) -> Result<Byte
     let query = request.query();
     let answer = snapshot.answer(&query);
     match &request.ask {
-        Ask::Bootscript(_) => Ok(answer.script()),
+        Ask::Bootscript(_) | Ask::Discovery(_) => Ok(answer.script()),
         Ask::CloudInit { doc, .. } => {
             answer
                 .document(*doc)
@@ -106,6 +106,7 @@ pub fn write_tree(
         std::fs::write(&path, &body).map_err(io(&path))?;
         let kind = match &request.ask {
             Ask::Bootscript(_) => "bootscript",
+            Ask::Discovery(_) => "discovery",
             Ask::CloudInit { doc, .. } => doc.name(),
         };
         summary.by_kind.entry(kind).or_default().add(body.len());
@@ -162,6 +163,32 @@ mod tests {
                 doc.name()
             );
         }
+    }
+
+    /// The discovery storm measures rendering for a stranger, not the waiting script: the
+    /// site's discovery image renders for a MAC no NodeGroup lists.
+    #[test]
+    fn unknown_macs_get_the_discovery_image() {
+        let settings = RenderSettings {
+            server_url: "http://127.0.0.1:8123".into(),
+            retry_max_delay: 30,
+        };
+        let (snapshot, _) = build(
+            &synthetic::site(10),
+            &mut ConfigCompiler::default(),
+            &settings,
+        );
+        let requests = crate::requests::discovery_requests(2);
+        let dir = tempfile::tempdir().unwrap();
+        let summary = write_tree(&snapshot, &requests, dir.path()).unwrap();
+        assert_eq!(summary.by_kind["discovery"].count, 2);
+        let mac = synthetic::unknown_mac(1);
+        let script = std::fs::read_to_string(dir.path().join(format!("discovery/{mac}"))).unwrap();
+        assert!(script.contains("/discovery/vmlinuz"), "{script}");
+        assert!(
+            script.contains(&format!("nodeboot.discover={mac}")),
+            "{script}"
+        );
     }
 
     #[test]
