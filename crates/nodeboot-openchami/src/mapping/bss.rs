@@ -1,0 +1,467 @@
+//! BSS boot parameters onto BootConfigs. BSS looks a node up by its own key (xname, then the
+//! MAC or `nid<N>` it asked with; with Postgres, the entry naming its MAC, name or NID), then
+//! its SMD role, then `Default`; `Unknown-<arch>` serves nodes SMD does not know.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use nodeboot_core::crd::{Arch, MetaData};
+use nodeboot_core::labels;
+use serde_json::{Map, Value};
+
+use super::{
+    BSS_PARAMS_LABEL, Names, NodeAdditions, PRIORITY_BSS_DEFAULT, PRIORITY_BSS_OWN,
+    PRIORITY_BSS_ROLE, PRIORITY_DISCOVERY, Planned, ROLE_LABEL, literal,
+};
+use crate::formats::bss::{Backend, BootParams, HostKey, backend, host_key};
+use crate::report::Report;
+use crate::site::Site;
+
+/// The longest stored params taken: nodeboot's rendered params (autoParams included) may
+/// have 4096 bytes, and autoParams add up to about 250.
+const MAX_PARAMS: usize = 3800;
+
+/// What a BSS element boots, made ready for a BootConfig.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Content {
+    pub kernel: String,
+    pub initrd: Option<String>,
+    pub params: String,
+    pub user_data: Option<String>,
+}
+
+/// Token kinds BSS substitutes per request and nodeboot leaves out.
+pub(crate) const SPIRE_PLACEHOLDER: &str = "${SPIRE_JOIN_TOKEN}";
+
+/// The URL rule of `BootConfig.spec.kernel` and `initrd`.
+pub(crate) fn check_url(what: &str, url: &str) -> Result<(), String> {
+    let ok_scheme = ["http://", "https://", "tftp://"]
+        .iter()
+        .any(|s| url.starts_with(s));
+    if url.starts_with("s3://") {
+        return Err(format!(
+            "{what} {url} is an s3:// URL, which BSS presigns per request; nodeboot serves \
+             http(s) and tftp URLs: publish the image over HTTP(S) and import again"
+        ));
+    }
+    if !ok_scheme || url.chars().any(char::is_whitespace) || url.len() > 2048 {
+        return Err(format!(
+            "{what} '{}' is not an http(s):// or tftp:// URL (a path on BSS's own host cannot \
+             be served by nodeboot)",
+            labels::shown(url)
+        ));
+    }
+    Ok(())
+}
+
+/// BSS params as a BootConfig's: per-request placeholders left out (listed in the result),
+/// s3:// and control characters refused.
+pub(crate) fn clean_params(params: &str) -> Result<(String, Vec<String>), String> {
+    if let Some(c) = params.chars().find(|c| c.is_control()) {
+        return Err(format!("params contain the control character {c:?}"));
+    }
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for token in params.split_whitespace() {
+        if token.contains(SPIRE_PLACEHOLDER) {
+            dropped.push(token.to_owned());
+        } else if token.contains("s3://") {
+            return Err(format!(
+                "params token '{}' names an s3:// URL, which BSS presigns per request; \
+                 publish it over HTTP(S) and import again",
+                labels::shown(token)
+            ));
+        } else {
+            kept.push(token);
+        }
+    }
+    let joined = kept.join(" ");
+    if joined.len() > MAX_PARAMS {
+        return Err(format!(
+            "params have {} bytes; nodeboot takes at most {MAX_PARAMS} (its limit is 4096 \
+             with the parameters it adds)",
+            joined.len()
+        ));
+    }
+    let text = literal(&joined)
+        .ok_or_else(|| "params contain template markers and the word 'endraw'".to_owned())?;
+    Ok((text, dropped))
+}
+
+/// `#cloud-config` text of BSS's user-data map.
+pub(crate) fn user_data_text(map: &Map<String, Value>) -> Option<String> {
+    if map.is_empty() {
+        return None;
+    }
+    let yaml = serde_yaml_ng::to_string(map).ok()?;
+    Some(format!("#cloud-config\n{yaml}"))
+}
+
+/// The params BSS appends for an image (etcd image elements).
+#[derive(Debug, Default)]
+pub(crate) struct ImageParams {
+    pub kernel: HashMap<String, String>,
+    pub initrd: HashMap<String, String>,
+}
+
+impl ImageParams {
+    pub(crate) fn of(params: &[BootParams]) -> ImageParams {
+        let mut images = ImageParams::default();
+        for p in params
+            .iter()
+            .filter(|p| p.hosts.is_empty() && p.macs.is_empty() && p.nids.is_empty())
+        {
+            if !p.kernel.is_empty() && p.initrd.is_empty() {
+                images.kernel.insert(p.kernel.clone(), p.params.clone());
+            } else if !p.initrd.is_empty() && p.kernel.is_empty() {
+                images.initrd.insert(p.initrd.clone(), p.params.clone());
+            }
+        }
+        images
+    }
+
+    /// A key's params as BSS assembles them: its own, then its kernel's, then its initrd's.
+    pub(crate) fn assembled(&self, p: &BootParams) -> String {
+        let mut params = p.params.clone();
+        for extra in [self.kernel.get(&p.kernel), self.initrd.get(&p.initrd)]
+            .into_iter()
+            .flatten()
+            .filter(|e| !e.is_empty())
+        {
+            params.push(' ');
+            params.push_str(extra);
+        }
+        params
+    }
+}
+
+fn content(p: &BootParams, images: &ImageParams) -> Result<(Content, Vec<String>), String> {
+    if p.kernel.is_empty() {
+        return Err(
+            "no kernel: BSS boots nothing with it (a node it reaches gets the \
+                    discovery script)"
+                .into(),
+        );
+    }
+    check_url("kernel", &p.kernel)?;
+    if !p.initrd.is_empty() {
+        check_url("initrd", &p.initrd)?;
+    }
+    let (params, dropped) = clean_params(&images.assembled(p))?;
+    Ok((
+        Content {
+            kernel: p.kernel.clone(),
+            initrd: (!p.initrd.is_empty()).then(|| p.initrd.clone()),
+            params,
+            user_data: user_data_text(&p.cloud_init.user_data),
+        },
+        dropped,
+    ))
+}
+
+fn planned(
+    name: String,
+    selector: LabelSelector,
+    priority: i32,
+    c: Content,
+    meta: MetaData,
+) -> Planned {
+    Planned {
+        name,
+        selector,
+        priority,
+        kernel: c.kernel,
+        initrd: c.initrd,
+        params: c.params,
+        user_data: c.user_data,
+        meta,
+    }
+}
+
+fn match_labels(pairs: &[(&str, &str)]) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn meta_of(map: &Map<String, Value>) -> MetaData {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// How strongly a kind of key binds a node: BSS tries the xname first with etcd; with
+/// Postgres a node boots by MAC, so its MAC entry is the one it gets.
+fn strength(backend: Backend, key: &HostKey) -> u8 {
+    match (backend, key) {
+        (Backend::Etcd, HostKey::Name(_)) => 3,
+        (Backend::Etcd, HostKey::Mac(_)) => 2,
+        (Backend::Postgres, HostKey::Mac(_)) => 3,
+        (Backend::Postgres, HostKey::Name(_)) => 2,
+        _ => 1,
+    }
+}
+
+pub(super) fn map(
+    site: &Site,
+    planned_out: &mut Vec<Planned>,
+    additions: &mut NodeAdditions,
+    names: &mut Names,
+    report: &mut Report,
+) {
+    let by_mac = site.by_mac();
+    let by_nid = site.by_nid();
+    let roles: std::collections::BTreeSet<&str> = site
+        .nodes
+        .values()
+        .map(|n| n.role.as_str())
+        .filter(|r| !r.is_empty())
+        .collect();
+    let by_hostname: HashMap<&str, &str> = site
+        .nodes
+        .values()
+        .filter_map(|n| n.hostname.as_deref().map(|h| (h, n.xname.as_str())))
+        .collect();
+    for (source, params) in &site.bss {
+        let s = source.as_str();
+        let backend = backend(params);
+        let images = ImageParams::of(params);
+        // Per node: the own key that binds it (strength, key text, content, meta).
+        let mut own: BTreeMap<&str, (u8, String, Content, MetaData)> = BTreeMap::new();
+        for p in params {
+            let keys: Vec<(HostKey, String)> = p
+                .hosts
+                .iter()
+                .map(|h| (host_key(h), h.clone()))
+                .chain(
+                    p.macs
+                        .iter()
+                        .filter_map(|m| m.parse().ok().map(|mac| (HostKey::Mac(mac), m.clone()))),
+                )
+                .chain(
+                    p.nids
+                        .iter()
+                        .map(|n| (HostKey::Nid(*n), format!("nid {n}"))),
+                )
+                .collect();
+            for m in p
+                .macs
+                .iter()
+                .filter(|m| m.parse::<nodeboot_core::mac::Mac>().is_err())
+            {
+                report.unmapped(s, format!("BSS MAC {m}"), "not a MAC address");
+            }
+            if keys.is_empty() {
+                if images.kernel.contains_key(&p.kernel) || images.initrd.contains_key(&p.initrd) {
+                    let image = if p.kernel.is_empty() {
+                        &p.initrd
+                    } else {
+                        &p.kernel
+                    };
+                    report.mapped(
+                        s,
+                        format!("BSS image {image}"),
+                        "its params are appended to every BootConfig that boots it",
+                    );
+                } else {
+                    report.unmapped(
+                        s,
+                        "BSS element without hosts, MACs or NIDs",
+                        "names no node and no image",
+                    );
+                }
+                continue;
+            }
+            let object = |key: &str| format!("BSS key {key}");
+            for (key, text) in keys {
+                if key == HostKey::Global {
+                    additions.site_meta.insert(
+                        "Global".into(),
+                        Value::Object(p.cloud_init.meta_data.clone()),
+                    );
+                    report.mapped(s, object(&text), "meta-data key Global of every node");
+                    if !p.kernel.is_empty() || !p.params.is_empty() {
+                        report.unmapped(
+                            s,
+                            format!("{} kernel/params", object(&text)),
+                            "BSS boots nothing with Global; only its meta-data is served",
+                        );
+                    }
+                    continue;
+                }
+                let (c, dropped) = match content(p, &images) {
+                    Ok(c) => c,
+                    Err(why) => {
+                        report.unmapped(s, object(&text), why);
+                        continue;
+                    }
+                };
+                for token in &dropped {
+                    report.unmapped(
+                        s,
+                        format!("{} params token {token}", object(&text)),
+                        "a SPIRE join token BSS issues per boot; nodeboot issues none, so the \
+                         token is left out",
+                    );
+                }
+                let meta = meta_of(&p.cloud_init.meta_data);
+                match &key {
+                    HostKey::Default => {
+                        let name = names.take("bss-default");
+                        report.mapped(
+                            s,
+                            object(&text),
+                            format!(
+                                "BootConfig {name} (every node, priority {PRIORITY_BSS_DEFAULT})"
+                            ),
+                        );
+                        planned_out.push(planned(
+                            name,
+                            LabelSelector::default(),
+                            PRIORITY_BSS_DEFAULT,
+                            c,
+                            meta,
+                        ));
+                    }
+                    HostKey::Unknown(arch) => match Arch::from_request(arch) {
+                        Some(a) => {
+                            let name = names.take(&format!("bss-unknown-{}", a.as_str()));
+                            report.mapped(
+                                s,
+                                object(&text),
+                                format!(
+                                    "discovery BootConfig {name} (unknown {} nodes)",
+                                    a.as_str()
+                                ),
+                            );
+                            planned_out.push(planned(
+                                name,
+                                match_labels(&[
+                                    (labels::KNOWN, "false"),
+                                    (labels::ARCH, a.as_str()),
+                                ]),
+                                PRIORITY_DISCOVERY,
+                                c,
+                                meta,
+                            ));
+                        }
+                        None => report.unmapped(
+                            s,
+                            object(&text),
+                            format!(
+                                "architecture '{}' is none nodeboot tells apart (x86_64, arm64)",
+                                labels::shown(arch)
+                            ),
+                        ),
+                    },
+                    HostKey::Name(name)
+                        if !site.nodes.contains_key(name) && roles.contains(name.as_str()) =>
+                    {
+                        if !labels::is_valid_value(name) {
+                            report.unmapped(
+                                s,
+                                object(&text),
+                                "the role is not a valid label value",
+                            );
+                            continue;
+                        }
+                        let bc = names.take(&format!("bss-role-{name}"));
+                        report.mapped(s, object(&text), format!("BootConfig {bc} (nodes with label {ROLE_LABEL}={name}, priority {PRIORITY_BSS_ROLE})"));
+                        planned_out.push(planned(
+                            bc,
+                            match_labels(&[(ROLE_LABEL, name)]),
+                            PRIORITY_BSS_ROLE,
+                            c,
+                            meta,
+                        ));
+                    }
+                    _ => {
+                        let node = match &key {
+                            HostKey::Name(name) => site
+                                .nodes
+                                .get_key_value(name)
+                                .map(|(k, _)| k.as_str())
+                                .or_else(|| by_hostname.get(name.as_str()).copied()),
+                            HostKey::Mac(mac) => by_mac.get(mac).copied(),
+                            HostKey::Nid(nid) => by_nid.get(nid).copied(),
+                            _ => None,
+                        };
+                        let Some(node) = node else {
+                            report.unmapped(
+                                s,
+                                object(&text),
+                                "a host key no node in the inventory has (not an xname, host \
+                                 name, MAC, NID or role SMD knows): give SMD or the inventory \
+                                 as a source too, or add the node",
+                            );
+                            continue;
+                        };
+                        let strength = strength(backend, &key);
+                        match own.get(node) {
+                            Some((held, held_key, ..)) if *held >= strength => {
+                                report.unmapped(
+                                    s,
+                                    object(&text),
+                                    format!("node {node} already takes BSS key {held_key}, which BSS looks up first"),
+                                );
+                            }
+                            _ => {
+                                if let Some((_, lost, ..)) =
+                                    own.insert(node, (strength, text.clone(), c, meta))
+                                {
+                                    report.unmapped(
+                                        s,
+                                        object(&lost),
+                                        format!("node {node} takes BSS key {text}, which BSS looks up first"),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Nodes with the same own-key content share one BootConfig.
+        let mut by_content: BTreeMap<Content, Vec<(&str, String)>> = BTreeMap::new();
+        for (node, (_, key, c, meta)) in own {
+            if !meta.is_empty() {
+                additions
+                    .meta
+                    .entry(node.to_owned())
+                    .or_default()
+                    .extend(meta);
+            }
+            by_content.entry(c).or_default().push((node, key));
+        }
+        let mut ordered: Vec<_> = by_content.into_iter().collect();
+        // Name BootConfigs after their first node, in node order, so names stay put between
+        // imports of the same data.
+        ordered.sort_by(|a, b| a.1[0].0.cmp(b.1[0].0));
+        for (c, nodes) in ordered {
+            let name = names.take(&format!("bss-{}", nodes[0].0));
+            for (node, key) in &nodes {
+                additions
+                    .labels
+                    .entry((*node).to_owned())
+                    .or_default()
+                    .insert(BSS_PARAMS_LABEL.to_owned(), name.clone());
+                report.mapped(
+                    s,
+                    format!("BSS key {key}"),
+                    format!("BootConfig {name} for node {node} (label {BSS_PARAMS_LABEL}={name}, priority {PRIORITY_BSS_OWN})"),
+                );
+            }
+            planned_out.push(planned(
+                name.clone(),
+                match_labels(&[(BSS_PARAMS_LABEL, &name)]),
+                PRIORITY_BSS_OWN,
+                c,
+                MetaData::new(),
+            ));
+        }
+    }
+}

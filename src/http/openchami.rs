@@ -1,0 +1,370 @@
+//! Drop-in reads for OpenCHAMI's clients (`ochami bss ...`, `ochami cloud-init ...`, scripts
+//! written against BSS): the multi-node bootparameters query, BSS's service and hosts
+//! endpoints, the cloud-init server's version, and its admin impersonation view. Writes to
+//! bootparameters are refused with a pointer to what replaces them. What is answered is the
+//! core's (`snapshot::openchami`); this module parses queries and streams JSON.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use nodeboot_core::render::cloud_init::Document;
+use nodeboot_core::snapshot::{
+    BootParamsEntry, Identity, Query, ServedNode, SmdComponent, Snapshot, describe,
+};
+use serde::Serialize;
+
+use super::admin::AdminState;
+use super::boot::BootState;
+use super::problem::Problem;
+
+/// The version both `/boot/v1/service/version` and `/cloud-init/version` report.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Nodes serialized per chunk of a streamed listing: a chunk is a few hundred KiB at most,
+/// whatever the number of nodes.
+const NODES_PER_CHUNK: usize = 256;
+
+/// Reads BSS's query: `mac=`, `name=` and `nid=`, each repeated or comma-separated, all kinds
+/// together (as `ochami` sends them). Other parameters are ignored. The request head limit
+/// bounds how many there can be.
+pub fn parse_identities(raw: Option<&str>) -> Result<Vec<Identity>, Problem> {
+    let mut ids = Vec::new();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        for item in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+            let id = match &*key {
+                "mac" => Identity::Mac(item.parse().map_err(
+                    |e: nodeboot_core::mac::MacParseError| Problem::bad_request(e.to_string()),
+                )?),
+                "name" => Identity::Name(item.to_owned()),
+                "nid" => Identity::Nid(item.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(
+                    || {
+                        Problem::bad_request(format!(
+                            "nid '{}' is not a number >= 0",
+                            nodeboot_core::labels::shown(item)
+                        ))
+                    },
+                )?),
+                _ => continue,
+            };
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// How a listing writes one node; false when the node has no entry.
+type WriteEntry = fn(&ServedNode, &mut Vec<u8>) -> bool;
+
+fn write_boot_params(node: &ServedNode, out: &mut Vec<u8>) -> bool {
+    BootParamsEntry::of(node).is_some_and(|entry| serde_json::to_writer(out, &entry).is_ok())
+}
+
+fn write_component(node: &ServedNode, out: &mut Vec<u8>) -> bool {
+    serde_json::to_writer(out, &SmdComponent::of(node)).is_ok()
+}
+
+/// A JSON array of every node's entry, produced a chunk at a time as the client reads: the
+/// snapshot is shared, not copied, so memory stays bounded at any number of nodes.
+struct JsonListing {
+    snapshot: Arc<Snapshot>,
+    next: usize,
+    written: usize,
+    done: bool,
+    write: WriteEntry,
+}
+
+impl Iterator for JsonListing {
+    type Item = Result<Bytes, Infallible>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let nodes = self.snapshot.nodes();
+        let end = nodes.len().min(self.next + NODES_PER_CHUNK);
+        let mut out = Vec::with_capacity(16 * 1024);
+        if self.next == 0 {
+            out.push(b'[');
+        }
+        for node in &nodes[self.next..end] {
+            let mark = out.len();
+            if self.written > 0 {
+                out.push(b',');
+            }
+            if (self.write)(node, &mut out) {
+                self.written += 1;
+            } else {
+                out.truncate(mark);
+            }
+        }
+        self.next = end;
+        if end == nodes.len() {
+            out.push(b']');
+            out.push(b'\n');
+            self.done = true;
+        }
+        Some(Ok(Bytes::from(out)))
+    }
+}
+
+fn json_listing(snapshot: Arc<Snapshot>, write: WriteEntry) -> Response {
+    let listing = JsonListing {
+        snapshot,
+        next: 0,
+        written: 0,
+        done: false,
+        write,
+    };
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(futures::stream::iter(listing)),
+    )
+        .into_response()
+}
+
+/// Why a query found nothing to list: 409 when some identifier is claimed by several nodes
+/// (and nothing else was found), else 404 naming what was asked.
+fn nothing_found(missing: &[&Identity], ambiguous: &[&Identity], what: &str) -> Problem {
+    let named = |ids: &[&Identity]| {
+        let mut text = ids
+            .iter()
+            .take(3)
+            .map(|id| describe(id))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if ids.len() > 3 {
+            text.push_str(&format!(" and {} more", ids.len() - 3));
+        }
+        text
+    };
+    if !ambiguous.is_empty() {
+        return Problem::new(
+            StatusCode::CONFLICT,
+            format!("several nodes claim {}", named(ambiguous)),
+        );
+    }
+    Problem::not_found(format!("no node has {what} for {}", named(missing)))
+}
+
+/// `GET /boot/v1/bootparameters`: one entry per node found (BSS answers every node asked for,
+/// by any kind of identifier), the stored params (without autoParams, which only the script
+/// carries); without a query, every node that boots.
+pub async fn bootparameters(State(state): State<BootState>, RawQuery(raw): RawQuery) -> Response {
+    let ids = match parse_identities(raw.as_deref()) {
+        Ok(ids) => ids,
+        Err(problem) => return problem.into_response(),
+    };
+    if ids.is_empty() {
+        return json_listing(state.snapshot.load_full(), write_boot_params);
+    }
+    let snapshot = state.snapshot.load();
+    let found = snapshot.find_nodes(&ids);
+    let entries: Vec<_> = found
+        .nodes
+        .iter()
+        .filter_map(|n| BootParamsEntry::of(n))
+        .collect();
+    if entries.is_empty() {
+        // A node that waits has no parameters to list, as BSS keeps none for it: say why.
+        if let Some(waiting) = found.nodes.first() {
+            return Problem::not_found(format!(
+                "node {} has no boot configuration: {}",
+                waiting.node.name(),
+                waiting.node.outcome.message()
+            ))
+            .into_response();
+        }
+        return nothing_found(&found.missing, &found.ambiguous, "boot parameters").into_response();
+    }
+    Json(entries).into_response()
+}
+
+/// `GET /boot/v1/hosts`: the nodes as SMD components, as BSS lists the state it caches;
+/// with a query, the nodes it names (an identifier nobody has is a 404, as in BSS).
+pub async fn hosts(State(state): State<BootState>, RawQuery(raw): RawQuery) -> Response {
+    let ids = match parse_identities(raw.as_deref()) {
+        Ok(ids) => ids,
+        Err(problem) => return problem.into_response(),
+    };
+    if ids.is_empty() {
+        return json_listing(state.snapshot.load_full(), write_component);
+    }
+    let snapshot = state.snapshot.load();
+    let found = snapshot.find_nodes(&ids);
+    if !found.missing.is_empty() || !found.ambiguous.is_empty() {
+        return nothing_found(&found.missing, &found.ambiguous, "an entry").into_response();
+    }
+    let components: Vec<_> = found.nodes.iter().map(|n| SmdComponent::of(n)).collect();
+    Json(components).into_response()
+}
+
+/// Writes are not taken here: boot parameters come from NodeGroups and BootConfigs.
+pub async fn bootparameters_write() -> Response {
+    let mut response = Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "nodeboot's boot parameters are read-only: they come from NodeGroup and BootConfig \
+         resources. Change them with kubectl (kubectl edit bootconfig NAME), or convert BSS \
+         data once with `nodeboot import`",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+    response
+}
+
+/// BSS's service status object; each endpoint fills what it reports.
+#[derive(Debug, Default, Serialize)]
+struct ServiceStatus {
+    #[serde(rename = "bss-version", skip_serializing_if = "Option::is_none")]
+    version: Option<&'static str>,
+    #[serde(rename = "bss-status", skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    #[serde(
+        rename = "bss-storage-backend",
+        skip_serializing_if = "Option::is_none"
+    )]
+    storage: Option<StorageBackend>,
+}
+
+#[derive(Debug, Serialize)]
+struct StorageBackend {
+    name: &'static str,
+    status: &'static str,
+}
+
+pub async fn service_status() -> Response {
+    Json(ServiceStatus {
+        status: Some("running"),
+        ..Default::default()
+    })
+    .into_response()
+}
+
+/// Everything BSS reports, but HSM: nodeboot's inventory is its NodeGroups, which the
+/// snapshot in service holds, so there is no second service to be connected to.
+pub async fn service_status_all() -> Response {
+    Json(ServiceStatus {
+        version: Some(VERSION),
+        status: Some("running"),
+        storage: Some(StorageBackend {
+            name: "nodeboot",
+            status: "connected",
+        }),
+    })
+    .into_response()
+}
+
+pub async fn service_version() -> Response {
+    Json(ServiceStatus {
+        version: Some(VERSION),
+        ..Default::default()
+    })
+    .into_response()
+}
+
+#[derive(Debug, Serialize)]
+struct CloudInitVersion {
+    process_name: &'static str,
+    build_info: String,
+    version: &'static str,
+}
+
+/// `GET /cloud-init/version`: `ochami cloud-init service status` asks it and needs a 200.
+pub async fn cloud_init_version() -> Response {
+    Json(CloudInitVersion {
+        process_name: "nodeboot",
+        build_info: format!("Version: {VERSION}"),
+        version: VERSION,
+    })
+    .into_response()
+}
+
+/// Admin `GET /cloud-init/admin/impersonation/{id}/{doc}`: what node `{id}` (a name, else a
+/// MAC) is served, without the source check. The admin listener has no authentication, so
+/// user-data that is a Secret's text is replaced by a note saying where it is.
+pub async fn impersonation(
+    State(state): State<AdminState>,
+    Path((id, doc)): Path<(String, String)>,
+) -> Response {
+    let Some(doc) = Document::from_name(&doc) else {
+        return Problem::not_found(
+            "cloud-init documents are meta-data, user-data, vendor-data and network-config",
+        )
+        .into_response();
+    };
+    let snapshot = state.snapshot.load();
+    let query = Query::new(Identity::NameOrMac(id.clone()));
+    let answer = snapshot.answer(&query);
+    if answer.document_from_secret(doc) {
+        return text(Bytes::from_static(
+            b"# nodeboot: redacted. This node's user-data is a Secret's text, which the admin \
+              listener (no authentication) does not show; read it with kubectl.\n",
+        ));
+    }
+    match answer.document(doc) {
+        Ok(body) => text(body),
+        Err(e) => {
+            let status = match e {
+                nodeboot_core::snapshot::DocumentError::Ambiguous => StatusCode::CONFLICT,
+                nodeboot_core::snapshot::DocumentError::DiscoveryFailed(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                _ => StatusCode::NOT_FOUND,
+            };
+            Problem::new(
+                status,
+                format!("{}: {e}", describe(&Identity::NameOrMac(id))),
+            )
+            .into_response()
+        }
+    }
+}
+
+fn text(body: Bytes) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use nodeboot_core::mac::Mac;
+
+    use super::*;
+
+    #[test]
+    fn identities_repeated_comma_separated_and_mixed() {
+        let ids = parse_identities(Some(
+            "mac=02:00:00:00:00:01,02-00-00-00-00-02&name=x1&name=x2,x3&nid=7,8&ts=1",
+        ))
+        .unwrap();
+        assert_eq!(
+            ids,
+            vec![
+                Identity::Mac("02:00:00:00:00:01".parse::<Mac>().unwrap()),
+                Identity::Mac("02:00:00:00:00:02".parse::<Mac>().unwrap()),
+                Identity::Name("x1".into()),
+                Identity::Name("x2".into()),
+                Identity::Name("x3".into()),
+                Identity::Nid(7),
+                Identity::Nid(8),
+            ]
+        );
+        assert!(parse_identities(None).unwrap().is_empty());
+        assert!(parse_identities(Some("mac=&name=")).unwrap().is_empty());
+        assert_eq!(parse_identities(Some("nid=-1")).unwrap_err().status, 400);
+        assert_eq!(parse_identities(Some("mac=zz")).unwrap_err().status, 400);
+    }
+}
