@@ -27,6 +27,9 @@ pub struct ExpectedBoot {
 pub enum Allowance {
     /// BSS serves `nid<N>` keys only to requests by `nid=`; nodeboot applies them to the node.
     NidKeyApplied,
+    /// BSS serves a bare-MAC key only to requests from that MAC; nodeboot applies it to the
+    /// node, so its other MACs get it too.
+    MacKeyAppliedToNode,
     /// BSS's Postgres back end answers a request by MAC only from entries that list the MAC;
     /// nodeboot boots a node its entries name by xname or NID too.
     PostgresEntryByName,
@@ -39,6 +42,9 @@ impl Allowance {
         match self {
             Allowance::NidKeyApplied => {
                 "BSS nid<N> key: BSS serves it only to requests by nid=, nodeboot to the node"
+            }
+            Allowance::MacKeyAppliedToNode => {
+                "BSS MAC key: BSS serves it only to requests from that MAC, nodeboot to the node"
             }
             Allowance::PostgresEntryByName => {
                 "BSS Postgres entry by name or NID: BSS answers a MAC request only from MAC \
@@ -84,6 +90,8 @@ fn bss_script_params(params: &str, node: &SiteNode) -> String {
 struct BssIndex<'a> {
     backend: Backend,
     keys: HashMap<String, &'a BootParams>,
+    /// etcd keys that are bare MACs, by MAC.
+    mac_keys: HashMap<Mac, (&'a BootParams, &'a str)>,
     macs: HashMap<Mac, &'a BootParams>,
     names: HashMap<&'a str, &'a BootParams>,
     nids: HashMap<i64, &'a BootParams>,
@@ -96,6 +104,7 @@ impl<'a> BssIndex<'a> {
         let mut index = BssIndex {
             backend: backend(params),
             keys: HashMap::new(),
+            mac_keys: HashMap::new(),
             macs: HashMap::new(),
             names: HashMap::new(),
             nids: HashMap::new(),
@@ -113,6 +122,9 @@ impl<'a> BssIndex<'a> {
             }
             for h in &p.hosts {
                 index.keys.entry(h.clone()).or_insert(p);
+                if let crate::formats::bss::HostKey::Mac(mac) = crate::formats::bss::host_key(h) {
+                    index.mac_keys.entry(mac).or_insert((p, h));
+                }
                 index.names.entry(h).or_insert(p);
             }
             for m in &p.macs {
@@ -181,6 +193,13 @@ impl<'a> BssIndex<'a> {
                     .is_some_and(|n| self.keys.contains_key(&format!("nid{n}")));
                 if nid_key && !own {
                     allowances.push(Allowance::NidKeyApplied);
+                }
+                let other_mac_key = node
+                    .macs
+                    .iter()
+                    .any(|m| *m != mac && self.mac_keys.contains_key(m));
+                if other_mac_key && !own {
+                    allowances.push(Allowance::MacKeyAppliedToNode);
                 }
                 found.map(|(p, via, _)| (p, via))
             }

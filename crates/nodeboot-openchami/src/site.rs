@@ -188,7 +188,7 @@ pub fn assemble(sources: &[Source], report: &mut Report) -> Site {
                 None => missing.push(id.as_str()),
             }
         }
-        if missing.len() == ids.len() && !ids.is_empty() {
+        if missing.len() == ids.len() {
             report.unmapped(s, object, "none of its members is a node in the inventory");
         } else {
             report.mapped(

@@ -171,7 +171,8 @@ pub fn verify(snapshot: &Snapshot, expectations: &[Expectation]) -> VerifyReport
                 },
             ),
             (Some(expected), Decision::Boot(boot)) => {
-                let nid_key = allowed_by(Allowance::NidKeyApplied);
+                let nid_key = allowed_by(Allowance::NidKeyApplied)
+                    || allowed_by(Allowance::MacKeyAppliedToNode);
                 if expected.kernel != boot.config.kernel {
                     rows.add("kernel differs".into(), nid_key, &e.node, || {
                         format!(
