@@ -92,6 +92,7 @@ fn bss_etcd_smd_and_cloud_init_from_files() {
     let out = dir.path().join("out");
     let result = run_import(&paths(&sources), &out, &["--namespace", "hpc", "--verify"]);
     let stdout = text(&result);
+
     assert!(result.status.success(), "{stdout}");
 
     // The report: what each source was read as, and every object that did not map, with why.

@@ -173,8 +173,16 @@ pub fn verify(snapshot: &Snapshot, expectations: &[Expectation]) -> VerifyReport
             (Some(expected), Decision::Boot(boot)) => {
                 let nid_key = allowed_by(Allowance::NidKeyApplied)
                     || allowed_by(Allowance::MacKeyAppliedToNode);
+                // Differences a BSS key applied to the whole node explains are named as such.
+                let cause = |what: &str| {
+                    if nid_key {
+                        format!("{what}, from a BSS nid or MAC key (above)")
+                    } else {
+                        what.to_owned()
+                    }
+                };
                 if expected.kernel != boot.config.kernel {
-                    rows.add("kernel differs".into(), nid_key, &e.node, || {
+                    rows.add(cause("kernel differs"), nid_key, &e.node, || {
                         format!(
                             "{} {}: source {} ({}), nodeboot {}",
                             e.node, e.mac, expected.kernel, expected.via, boot.config.kernel
@@ -182,7 +190,7 @@ pub fn verify(snapshot: &Snapshot, expectations: &[Expectation]) -> VerifyReport
                     });
                 }
                 if expected.initrd.as_deref() != boot.config.initrd.as_deref() {
-                    rows.add("initrd differs".into(), nid_key, &e.node, || {
+                    rows.add(cause("initrd differs"), nid_key, &e.node, || {
                         format!(
                             "{} {}: source {:?} ({}), nodeboot {:?}",
                             e.node, e.mac, expected.initrd, expected.via, boot.config.initrd
@@ -191,7 +199,7 @@ pub fn verify(snapshot: &Snapshot, expectations: &[Expectation]) -> VerifyReport
                 }
                 let identity = expected.via.starts_with("BSS");
                 if comparable(&expected.params, identity) != comparable(boot.params(), identity) {
-                    rows.add("params differ".into(), nid_key, &e.node, || {
+                    rows.add(cause("params differ"), nid_key, &e.node, || {
                         format!(
                             "{} {}: source '{}' ({}), nodeboot '{}'",
                             e.node,
