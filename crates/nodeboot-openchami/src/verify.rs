@@ -66,8 +66,8 @@ impl VerifyReport {
         }
         let _ = writeln!(
             out,
-            "{:<9} {:>8}  {:<58} {}",
-            "KIND", "REQUESTS", "CAUSE", "EXAMPLES"
+            "{:<9} {:>8}  {:<58} EXAMPLES",
+            "KIND", "REQUESTS", "CAUSE"
         );
         for r in &self.rows {
             let _ = writeln!(
