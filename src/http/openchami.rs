@@ -367,4 +367,98 @@ mod tests {
         assert_eq!(parse_identities(Some("nid=-1")).unwrap_err().status, 400);
         assert_eq!(parse_identities(Some("mac=zz")).unwrap_err().status, 400);
     }
+
+    /// A site of `groups` NodeGroups of 1000 nodes each, all booting one BootConfig.
+    fn site(groups: usize) -> Snapshot {
+        use nodeboot_core::crd::{BootConfig, BootConfigSpec, NodeGroup, NodeGroupSpec, NodeSpec};
+        use nodeboot_core::render::RenderSettings;
+        use nodeboot_core::snapshot::{Desired, build};
+        let node_groups = (0..groups)
+            .map(|g| {
+                let nodes = (0..1000)
+                    .map(|i| NodeSpec {
+                        name: format!("g{g}n{i}"),
+                        macs: vec![
+                            Mac::new([2, 0, 0, g as u8, (i >> 8) as u8, i as u8]).to_string(),
+                        ],
+                        nid: Some((g * 1000 + i) as i64),
+                        ..Default::default()
+                    })
+                    .collect();
+                let mut group = NodeGroup::new(
+                    &format!("g{g}"),
+                    NodeGroupSpec {
+                        nodes,
+                        ..Default::default()
+                    },
+                );
+                group.metadata.namespace = Some("hpc".into());
+                Arc::new(group)
+            })
+            .collect();
+        let mut config = BootConfig::new(
+            "all",
+            BootConfigSpec {
+                node_selector: Some(Default::default()),
+                kernel: "http://img/k".into(),
+                params: "console=ttyS0".into(),
+                auto_params: true,
+                ..Default::default()
+            },
+        );
+        config.metadata.namespace = Some("hpc".into());
+        let desired = Desired {
+            node_groups,
+            boot_configs: vec![config],
+            ..Default::default()
+        };
+        let settings = RenderSettings {
+            server_url: "http://s".into(),
+            retry_max_delay: 60,
+        };
+        build(&desired, &mut Default::default(), &settings).0
+    }
+
+    /// The listing is produced a few hundred nodes at a time, whatever the site's size, and
+    /// reads as one JSON array of every node, with the stored params.
+    #[test]
+    fn every_node_listed_in_chunks_of_bounded_size() {
+        let snapshot = Arc::new(site(5));
+        let listing = JsonListing {
+            snapshot,
+            next: 0,
+            written: 0,
+            done: false,
+            write: write_boot_params,
+        };
+        let chunks: Vec<Bytes> = listing.map(|c| c.unwrap_or_default()).collect();
+        assert_eq!(chunks.len(), 5000usize.div_ceil(NODES_PER_CHUNK));
+        let largest = chunks.iter().map(Bytes::len).max().unwrap_or_default();
+        assert!(largest < 64 * 1024, "{largest} bytes in one chunk");
+        let body: Vec<u8> = chunks.concat();
+        let entries: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+        assert_eq!(entries.len(), 5000);
+        assert_eq!(entries[1234]["hosts"][0], "g1n234");
+        assert_eq!(entries[1234]["params"], "console=ttyS0");
+        assert_eq!(entries[1234]["nids"][0], 1234);
+    }
+
+    #[test]
+    fn an_empty_site_lists_an_empty_array() {
+        let listing = JsonListing {
+            snapshot: Arc::new(site(0)),
+            next: 0,
+            written: 0,
+            done: false,
+            write: write_component,
+        };
+        let body: Vec<u8> = listing
+            .map(|c| c.unwrap_or_default())
+            .collect::<Vec<_>>()
+            .concat();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!([])
+        );
+    }
 }
