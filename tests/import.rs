@@ -108,6 +108,7 @@ fn bss_etcd_smd_and_cloud_init_from_files() {
         "BSS key Unknown-ppc64le: architecture 'ppc64le' is none nodeboot tells apart",
         "params token spire_join_token=${SPIRE_JOIN_TOKEN}: a SPIRE join token",
         "SMD group empty: none of its members is a node",
+        "cloud-init group admins file: its file holds a 'passwd' key; vendor-data lives in BootConfigs",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
@@ -375,6 +376,21 @@ fn inventory_boot_service_and_metadata_service() {
         "no differences",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    // Every object of every source has its line: a node described by the inventory and by
+    // boot-service twice.
+    let report = std::fs::read_to_string(out.join("import-report.txt")).unwrap();
+    for object in [
+        format!(
+            "inventory node {x} -> node {x} of NodeGroup",
+            x = nodes[7].xname
+        ),
+        format!(
+            "boot.openchami.io/v1 Node {x} -> node {x} of NodeGroup",
+            x = nodes[7].xname
+        ),
+    ] {
+        assert!(report.contains(&object), "{object}");
     }
     let configs = written(&out, "bootconfig");
     let spec = |name: &str| configs[&format!("bootconfig-{name}.yaml")]["spec"].clone();

@@ -334,6 +334,8 @@ pub fn ci_groups() -> Value {
         "gpu": {"name": "gpu", "meta-data": {"cuda": "12.4"},
                 "file": {"content": "## template: jinja\n#cloud-config\nwrite_files:\n- path: /etc/cluster\n  content: {{ ds.meta_data.instance_data.v1.cluster_name }}\n", "filename": "gpu.yaml", "encoding": "plain"}},
         "uan": {"name": "uan", "description": "user access"},
+        // Secret material has no place in vendor-data (a BootConfig): reported, not mapped.
+        "admins": {"name": "admins", "file": {"content": "#cloud-config\nusers:\n- name: admin\n  passwd: $6$made-up$hash\n", "encoding": "plain"}},
     })
 }
 

@@ -26,8 +26,8 @@ pub struct Source {
 #[derive(Debug, Clone, Default)]
 pub struct SiteNode {
     pub xname: String,
-    /// The source that named the node first, and as what.
-    pub origin: (String, String),
+    /// Every source object that described the node (source, object), first first.
+    pub origins: Vec<(String, String)>,
     /// Boot MAC first (boot-service's `bootMac`, else the inventory's order).
     pub macs: Vec<Mac>,
     pub nid: Option<i64>,
@@ -231,9 +231,10 @@ fn add_components(site: &mut Site, s: &str, components: &[smd::Component], repor
         }
         let node = site.nodes.entry(c.id.clone()).or_insert_with(|| SiteNode {
             xname: c.id.clone(),
-            origin: (s.to_owned(), format!("SMD component {}", c.id)),
             ..Default::default()
         });
+        node.origins
+            .push((s.to_owned(), format!("SMD component {}", c.id)));
         node.nid = node.nid.or(c.nid());
         if node.role.is_empty() {
             node.role.clone_from(&c.role);
@@ -256,9 +257,10 @@ fn add_static_node(
         .entry(n.xname.clone())
         .or_insert_with(|| SiteNode {
             xname: n.xname.clone(),
-            origin: (s.to_owned(), format!("inventory node {}", n.xname)),
             ..Default::default()
         });
+    node.origins
+        .push((s.to_owned(), format!("inventory node {}", n.xname)));
     node.nid = node.nid.or(n.nid);
     if !n.name.is_empty() {
         node.hostname = Some(n.name.clone());
@@ -346,9 +348,9 @@ fn add_envelope(
                     .entry(spec.xname.clone())
                     .or_insert_with(|| SiteNode {
                         xname: spec.xname.clone(),
-                        origin: (s.to_owned(), object.clone()),
                         ..Default::default()
                     });
+                node.origins.push((s.to_owned(), object.clone()));
                 node.nid = node.nid.or(spec.nid);
                 if node.role.is_empty() {
                     node.role.clone_from(&spec.role);

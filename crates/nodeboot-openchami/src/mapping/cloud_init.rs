@@ -133,6 +133,12 @@ pub(super) fn map(site: &Site, additions: &mut NodeAdditions, report: &mut Repor
         }
         if let Some(file) = &group.file {
             match decode(file).and_then(|text| {
+                if let Some(what) = super::user_data::secret_material(&text) {
+                    return Err(format!(
+                        "its file holds {what}; vendor-data lives in BootConfigs, which must \
+                         hold no secret: move that part to user-data in a Secret"
+                    ));
+                }
                 literal(&text)
                     .map(|t| (text, t))
                     .ok_or_else(|| "its file contains the word 'endraw'".to_owned())

@@ -24,20 +24,23 @@ fn node_spec(
     cloud: &CloudMapped,
     report: &mut Report,
 ) -> Option<NodeSpec> {
-    let (source, object) = &node.origin;
+    let (source, object) = node.origins.first().cloned().unwrap_or_default();
+    let refuse = |report: &mut Report, why: &str| {
+        for (source, object) in &node.origins {
+            report.unmapped(source, object.clone(), why);
+        }
+    };
     if node.macs.is_empty() {
-        report.unmapped(
-            source,
-            object.clone(),
+        refuse(
+            report,
             "no MAC address: nodeboot finds nodes by MAC (give SMD's EthernetInterfaces or the \
              inventory's interfaces)",
         );
         return None;
     }
     if node.xname.is_empty() || !labels::is_valid_value(&node.xname) {
-        report.unmapped(
-            source,
-            object.clone(),
+        refuse(
+            report,
             "its name is not a valid node name (alphanumerics and -_. inside, at most 63)",
         );
         return None;
@@ -45,7 +48,7 @@ fn node_spec(
     let mut macs = node.macs.clone();
     if macs.len() > 16 {
         report.unmapped(
-            source,
+            &source,
             format!("{object}: MACs after the 16th"),
             "a node has at most 16 MACs in nodeboot",
         );
@@ -60,7 +63,7 @@ fn node_spec(
     let hostname = match hostname {
         Some(h) if !labels::is_valid_hostname(&h) => {
             report.unmapped(
-                source,
+                &source,
                 format!("{object} host name {}", labels::shown(&h)),
                 "not an RFC 1123 host name; the node name is used instead",
             );
@@ -78,7 +81,7 @@ fn node_spec(
             node_labels.insert(SUB_ROLE_LABEL.to_owned(), node.sub_role.clone());
         } else {
             report.unmapped(
-                source,
+                &source,
                 format!("{object} SubRole"),
                 "not a valid label value",
             );
@@ -144,10 +147,10 @@ pub(super) fn map(
             .iter()
             .filter(|g| {
                 let ok = labels::is_valid_key(&format!("{GROUP_LABEL_PREFIX}{g}"));
-                if !ok {
+                if !ok && let Some((source, object)) = node.origins.first() {
                     report.unmapped(
-                        &node.origin.0,
-                        format!("{} membership in group {g}", node.origin.1),
+                        source,
+                        format!("{object} membership in group {g}"),
                         "the group name cannot be a label key",
                     );
                 }
@@ -158,11 +161,9 @@ pub(super) fn map(
         let role = if labels::is_valid_value(&node.role) {
             node.role.clone()
         } else {
-            report.unmapped(
-                &node.origin.0,
-                format!("{} Role", node.origin.1),
-                "not a valid label value",
-            );
+            if let Some((source, object)) = node.origins.first() {
+                report.unmapped(source, format!("{object} Role"), "not a valid label value");
+            }
             String::new()
         };
         partitions.entry((role, groups)).or_default().push(node);
@@ -208,10 +209,14 @@ pub(super) fn map(
             let by_name: BTreeMap<&str, &SiteNode> =
                 nodes.iter().map(|n| (n.xname.as_str(), *n)).collect();
             for n in chunk {
-                if let Some(site_node) = by_name.get(n.name.as_str()) {
+                for (source, object) in by_name
+                    .get(n.name.as_str())
+                    .map(|site_node| site_node.origins.as_slice())
+                    .unwrap_or_default()
+                {
                     report.mapped(
-                        &site_node.origin.0,
-                        site_node.origin.1.clone(),
+                        source,
+                        object.clone(),
                         format!("node {} of NodeGroup {name}", n.name),
                     );
                 }
