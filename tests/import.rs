@@ -755,6 +755,19 @@ async fn imported_manifests_served_with_the_reads_ochami_uses() {
     let (_, _, body) = nb.get("/boot/v1/service/status/all").await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["bss-storage-backend"]["status"], "connected");
+    assert_eq!(v["bss-status"], "running");
+    let (_, _, body) = nb.get("/boot/v1/service/storage/status").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["bss-storage-backend"]["name"], "nodeboot");
+    let (_, _, body) = nb.get("/boot/v1/service/hsm").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["bss-status-hsm"]
+            .as_str()
+            .unwrap()
+            .starts_with("not used"),
+        "{v}"
+    );
     let (status, _, body) = nb.get("/cloud-init/version").await;
     assert_eq!(status, 200);
     assert_eq!(

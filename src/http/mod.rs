@@ -135,6 +135,16 @@ pub fn boot_router(state: boot::BootState, metrics: &Arc<Metrics>, limits: &Limi
             get(openchami::service_version),
         ),
         (
+            "/boot/v1/service/storage/status",
+            Endpoint::other,
+            get(openchami::service_storage),
+        ),
+        (
+            "/boot/v1/service/hsm",
+            Endpoint::other,
+            get(openchami::service_hsm),
+        ),
+        (
             "/cloud-init/version",
             Endpoint::other,
             get(openchami::cloud_init_version),

@@ -226,12 +226,20 @@ struct ServiceStatus {
     version: Option<&'static str>,
     #[serde(rename = "bss-status", skip_serializing_if = "Option::is_none")]
     status: Option<&'static str>,
+    #[serde(rename = "bss-status-hsm", skip_serializing_if = "Option::is_none")]
+    hsm: Option<&'static str>,
     #[serde(
         rename = "bss-storage-backend",
         skip_serializing_if = "Option::is_none"
     )]
     storage: Option<StorageBackend>,
 }
+
+/// nodeboot's store is the snapshot in service, there whenever the process answers.
+const STORAGE: StorageBackend = StorageBackend {
+    name: "nodeboot",
+    status: "connected",
+};
 
 #[derive(Debug, Serialize)]
 struct StorageBackend {
@@ -253,10 +261,27 @@ pub async fn service_status_all() -> Response {
     Json(ServiceStatus {
         version: Some(VERSION),
         status: Some("running"),
-        storage: Some(StorageBackend {
-            name: "nodeboot",
-            status: "connected",
-        }),
+        storage: Some(STORAGE),
+        ..Default::default()
+    })
+    .into_response()
+}
+
+/// `GET /boot/v1/service/storage/status` (`ochami bss service status --storage`).
+pub async fn service_storage() -> Response {
+    Json(ServiceStatus {
+        storage: Some(STORAGE),
+        ..Default::default()
+    })
+    .into_response()
+}
+
+/// `GET /boot/v1/service/hsm` (`ochami bss service status --smd`): there is no SMD behind
+/// nodeboot, and the answer says so rather than claiming a connection.
+pub async fn service_hsm() -> Response {
+    Json(ServiceStatus {
+        hsm: Some("not used: nodeboot's inventory is its NodeGroups"),
+        ..Default::default()
     })
     .into_response()
 }
