@@ -165,7 +165,15 @@ fn finish(
                     ..Default::default()
                 });
             }
-            None => user_data_text = Some(literal(&text).unwrap_or(text)),
+            None => match literal(&text) {
+                Some(kept) => user_data_text = Some(kept),
+                None => report.unmapped(
+                    "(import)",
+                    format!("user-data of BootConfig {}", p.name),
+                    "it holds template markers and the word 'endraw', so it cannot be kept \
+                     literal; the BootConfig is written without it",
+                ),
+            },
         }
     }
     let cloud_init = CloudInit {
