@@ -418,6 +418,17 @@ fn inventory_boot_service_and_metadata_service() {
     assert_eq!(winner(32), "bs-gpu");
     // A compute-only node: "*" (50) outscores compute (25).
     assert_eq!(winner(5), "bs-everyone");
+    // metadata-service's server-side template reaches the node as a Jinja part cloud-init
+    // renders there.
+    let vendor = spec("bs-one-mac")["cloudInit"]["vendorData"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        vendor.contains("Content-Type: text/jinja2")
+            && vendor.contains("## template: jinja\n#cloud-config"),
+        "{vendor}"
+    );
     // Host names: boot-service's, else metadata-service's instance info.
     let host = |i: usize| {
         all.iter()

@@ -390,7 +390,7 @@ fn add_envelope(
                             .map(|(k, v)| (k, Value::String(v)))
                             .collect(),
                         file: (!spec.template.is_empty()).then(|| CiFile {
-                            content: spec.template,
+                            content: jinja_on_the_node(spec.template),
                             filename: format!("{}.yaml", e.metadata.name),
                             encoding: "plain".into(),
                         }),
@@ -427,6 +427,18 @@ fn add_envelope(
             "a kind nodeboot does not import (it reads boot.openchami.io BootConfiguration and \
              Node, cloud-init.openchami.io Group, ClusterDefaults and InstanceInfo)",
         ),
+    }
+}
+
+/// metadata-service renders a group's template on the server (pongo2, over `ds.*`); nodeboot
+/// passes it to the node, where cloud-init renders a file headed `## template: jinja` over the
+/// same `ds.meta_data`.
+fn jinja_on_the_node(template: String) -> String {
+    let is_template = template.contains("{{") || template.contains("{%");
+    if is_template && !template.trim_start().starts_with("## template: jinja") {
+        format!("## template: jinja\n{template}")
+    } else {
+        template
     }
 }
 
