@@ -849,3 +849,40 @@ async fn imported_manifests_served_with_the_reads_ochami_uses() {
         "{detail}"
     );
 }
+
+#[test]
+fn refuses_what_it_cannot_read_and_a_directory_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    // YAML aliases could expand without bound: refused before any value is built.
+    let bomb = site::write_text(
+        dir.path(),
+        "bomb.yaml",
+        "a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n",
+    );
+    let result = run_import(&paths(&[bomb]), &dir.path().join("out1"), &[]);
+    assert!(!result.status.success());
+    assert!(
+        text(&result).contains("bomb.yaml: document 1:"),
+        "{}",
+        text(&result)
+    );
+    assert!(!dir.path().join("out1").exists());
+    // Something that is no OpenCHAMI export says so.
+    let other = site::write_json(dir.path(), "other.json", &serde_json::json!({"kind": "x"}));
+    let result = run_import(&paths(&[other]), &dir.path().join("out2"), &[]);
+    assert!(!result.status.success());
+    assert!(
+        text(&result).contains("an object that matches no OpenCHAMI export nodeboot reads"),
+        "{}",
+        text(&result)
+    );
+    // An output directory that already holds files: an earlier import's would be applied too.
+    let nodes = site::nodes(10);
+    let sources = site::write_smd(dir.path(), &nodes);
+    let used = dir.path().join("used");
+    std::fs::create_dir(&used).unwrap();
+    std::fs::write(used.join("old.yaml"), "x: 1\n").unwrap();
+    let result = run_import(&paths(&sources), &used, &[]);
+    assert!(!result.status.success());
+    assert!(text(&result).contains("is not empty"), "{}", text(&result));
+}

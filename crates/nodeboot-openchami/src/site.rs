@@ -169,6 +169,7 @@ pub fn assemble(sources: &[Source], report: &mut Report) -> Site {
                     }
                 }
                 Input::CiDefaults(d) => site.ci_defaults = Some((source.name.clone(), d.clone())),
+                Input::Empty => {}
                 Input::CiInstances(i) => {
                     instances.extend(i.iter().map(|i| (s.to_owned(), i.clone())))
                 }

@@ -35,6 +35,8 @@ pub enum Input {
     CiInstances(Vec<cloud_init::InstanceInfo>),
     /// boot-service and metadata-service objects.
     Envelopes(Vec<envelopes::Envelope>),
+    /// An empty list: a service with nothing of that kind answers so.
+    Empty,
 }
 
 impl Input {
@@ -64,6 +66,7 @@ impl Input {
                 "boot-service/metadata-service objects ({} objects)",
                 e.len()
             ),
+            Input::Empty => "an empty list (nothing to import)".to_owned(),
         }
     }
 }
@@ -128,11 +131,10 @@ fn classify(document: usize, value: Value) -> Result<Input, FormatError> {
         why: why.to_owned(),
     };
     match &value {
+        Value::Array(items) if items.is_empty() => Ok(Input::Empty),
         Value::Array(items) => {
             let Some(Value::Object(first)) = items.first() else {
-                return Err(unrecognized(
-                    "an empty list, or a list of non-objects: nothing to import",
-                ));
+                return Err(unrecognized("a list of non-objects: nothing to import"));
             };
             if has_any(first, &["apiVersion", "kind"]) {
                 Ok(Input::Envelopes(read(
@@ -297,5 +299,6 @@ mod tests {
             Err(FormatError::Unrecognized { .. })
         ));
         assert!(matches!(parse("[1, 2"), Err(FormatError::Syntax(_))));
+        assert!(matches!(parse("[]").unwrap()[..], [Input::Empty]));
     }
 }
