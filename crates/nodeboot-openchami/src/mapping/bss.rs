@@ -277,6 +277,19 @@ pub(super) fn map(
                 continue;
             }
             let object = |key: &str| format!("BSS key {key}");
+            // Built once per element (a Postgres entry names many nodes); per-request tokens
+            // left out are reported once, under its first key.
+            let built = content(p, &images);
+            if let (Ok((_, dropped)), Some((_, first))) = (&built, keys.first()) {
+                for token in dropped {
+                    report.unmapped(
+                        s,
+                        format!("{} params token {token}", object(first)),
+                        "a SPIRE join token BSS issues per boot; nodeboot issues none, so the \
+                         token is left out",
+                    );
+                }
+            }
             for (key, text) in keys {
                 if key == HostKey::Global {
                     additions.site_meta.insert(
@@ -293,21 +306,13 @@ pub(super) fn map(
                     }
                     continue;
                 }
-                let (c, dropped) = match content(p, &images) {
-                    Ok(c) => c,
+                let c = match &built {
+                    Ok((c, _)) => c.clone(),
                     Err(why) => {
-                        report.unmapped(s, object(&text), why);
+                        report.unmapped(s, object(&text), why.clone());
                         continue;
                     }
                 };
-                for token in &dropped {
-                    report.unmapped(
-                        s,
-                        format!("{} params token {token}", object(&text)),
-                        "a SPIRE join token BSS issues per boot; nodeboot issues none, so the \
-                         token is left out",
-                    );
-                }
                 let meta = meta_of(&p.cloud_init.meta_data);
                 match &key {
                     HostKey::Default => {
