@@ -2,7 +2,7 @@
 //! MAC or `nid<N>` it asked with; with Postgres, the entry naming its MAC, name or NID), then
 //! its SMD role, then `Default`; `Unknown-<arch>` serves nodes SMD does not know.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use nodeboot_core::crd::{Arch, MetaData};
@@ -206,6 +206,191 @@ fn strength(backend: Backend, key: &HostKey) -> u8 {
     }
 }
 
+/// Where BSS keys point in the site's inventory.
+struct Lookup<'s> {
+    site: &'s Site,
+    by_mac: HashMap<nodeboot_core::mac::Mac, &'s str>,
+    by_nid: HashMap<i64, &'s str>,
+    by_hostname: HashMap<&'s str, &'s str>,
+    roles: BTreeSet<&'s str>,
+}
+
+impl<'s> Lookup<'s> {
+    fn new(site: &'s Site) -> Lookup<'s> {
+        Lookup {
+            site,
+            by_mac: site.by_mac(),
+            by_nid: site.by_nid(),
+            by_hostname: site
+                .nodes
+                .values()
+                .filter_map(|n| n.hostname.as_deref().map(|h| (h, n.xname.as_str())))
+                .collect(),
+            roles: site
+                .nodes
+                .values()
+                .map(|n| n.role.as_str())
+                .filter(|r| !r.is_empty())
+                .collect(),
+        }
+    }
+
+    /// A name that is no node's but some node's SMD role.
+    fn is_role(&self, name: &str) -> bool {
+        !self.site.nodes.contains_key(name) && self.roles.contains(name)
+    }
+
+    /// The node an own key names: its xname or host name, a MAC, a NID.
+    fn node(&self, key: &HostKey) -> Option<&'s str> {
+        match key {
+            HostKey::Name(name) => self
+                .site
+                .nodes
+                .get_key_value(name)
+                .map(|(k, _)| k.as_str())
+                .or_else(|| self.by_hostname.get(name.as_str()).copied()),
+            HostKey::Mac(mac) => self.by_mac.get(mac).copied(),
+            HostKey::Nid(nid) => self.by_nid.get(nid).copied(),
+            _ => None,
+        }
+    }
+}
+
+/// Every key an element stores its data under: etcd's one host key; Postgres's hosts, MACs
+/// and NIDs.
+fn keys_of(p: &BootParams, s: &str, report: &mut Report) -> Vec<(HostKey, String)> {
+    let mut keys: Vec<(HostKey, String)> =
+        p.hosts.iter().map(|h| (host_key(h), h.clone())).collect();
+    for m in &p.macs {
+        match m.parse() {
+            Ok(mac) => keys.push((HostKey::Mac(mac), m.clone())),
+            Err(_) => report.unmapped(s, format!("BSS MAC {m}"), "not a MAC address"),
+        }
+    }
+    keys.extend(
+        p.nids
+            .iter()
+            .map(|n| (HostKey::Nid(*n), format!("nid {n}"))),
+    );
+    keys
+}
+
+/// The BootConfig a key shared by many nodes becomes, and the report's words for it.
+struct Shared {
+    name: String,
+    selector: LabelSelector,
+    priority: i32,
+    became: String,
+}
+
+/// What a key shared by many nodes (`Default`, `Unknown-<arch>`, a role) becomes, or why it
+/// does not map; `None` for a key of one node.
+fn shared_key(
+    key: &HostKey,
+    lookup: &Lookup<'_>,
+    names: &mut Names,
+) -> Option<Result<Shared, String>> {
+    match key {
+        HostKey::Default => {
+            let name = names.take("bss-default");
+            let became = format!("BootConfig {name} (every node, priority {PRIORITY_BSS_DEFAULT})");
+            Some(Ok(Shared {
+                name,
+                selector: LabelSelector::default(),
+                priority: PRIORITY_BSS_DEFAULT,
+                became,
+            }))
+        }
+        HostKey::Unknown(arch) => Some(match Arch::from_request(arch) {
+            Some(a) => {
+                let name = names.take(&format!("bss-unknown-{}", a.as_str()));
+                let became = format!("discovery BootConfig {name} (unknown {} nodes)", a.as_str());
+                let selector =
+                    match_labels(&[(labels::KNOWN, "false"), (labels::ARCH, a.as_str())]);
+                Ok(Shared {
+                    name,
+                    selector,
+                    priority: PRIORITY_DISCOVERY,
+                    became,
+                })
+            }
+            None => Err(format!(
+                "architecture '{}' is none nodeboot tells apart (x86_64, arm64)",
+                labels::shown(arch)
+            )),
+        }),
+        HostKey::Name(role) if lookup.is_role(role) => Some(if labels::is_valid_value(role) {
+            let name = names.take(&format!("bss-role-{role}"));
+            let became = format!(
+                "BootConfig {name} (nodes with label {ROLE_LABEL}={role}, priority {PRIORITY_BSS_ROLE})"
+            );
+            Ok(Shared {
+                name,
+                selector: match_labels(&[(ROLE_LABEL, role)]),
+                priority: PRIORITY_BSS_ROLE,
+                became,
+            })
+        } else {
+            Err("the role is not a valid label value".to_owned())
+        }),
+        _ => None,
+    }
+}
+
+/// Per node: the own key that binds it (strength, key text, content, meta-data).
+type OwnKeys<'s> = BTreeMap<&'s str, (u8, String, Content, MetaData)>;
+
+/// Nodes whose own keys hold the same content share one BootConfig, selected by a label on
+/// them; each key's meta-data goes to its node.
+fn emit_own(
+    own: OwnKeys<'_>,
+    s: &str,
+    planned_out: &mut Vec<Planned>,
+    additions: &mut NodeAdditions,
+    names: &mut Names,
+    report: &mut Report,
+) {
+    let mut by_content: BTreeMap<Content, Vec<(&str, String)>> = BTreeMap::new();
+    for (node, (_, key, c, meta)) in own {
+        if !meta.is_empty() {
+            additions
+                .meta
+                .entry(node.to_owned())
+                .or_default()
+                .extend(meta);
+        }
+        by_content.entry(c).or_default().push((node, key));
+    }
+    let mut ordered: Vec<_> = by_content.into_iter().collect();
+    // Named after their first node, in node order, so names stay put between imports of the
+    // same data.
+    ordered.sort_by(|a, b| a.1[0].0.cmp(b.1[0].0));
+    for (c, nodes) in ordered {
+        let name = names.take(&format!("bss-{}", nodes[0].0));
+        for (node, key) in &nodes {
+            additions
+                .labels
+                .entry((*node).to_owned())
+                .or_default()
+                .insert(BSS_PARAMS_LABEL.to_owned(), name.clone());
+            report.mapped(
+                s,
+                format!("BSS key {key}"),
+                format!(
+                    "BootConfig {name} for node {node} (label {BSS_PARAMS_LABEL}={name}, priority {PRIORITY_BSS_OWN})"
+                ),
+            );
+        }
+        planned_out.push(planned(
+            name.clone(),
+            match_labels(&[(BSS_PARAMS_LABEL, &name)]),
+            PRIORITY_BSS_OWN,
+            c,
+            MetaData::new(),
+        ));
+    }
+}
+
 pub(super) fn map(
     site: &Site,
     planned_out: &mut Vec<Planned>,
@@ -213,48 +398,14 @@ pub(super) fn map(
     names: &mut Names,
     report: &mut Report,
 ) {
-    let by_mac = site.by_mac();
-    let by_nid = site.by_nid();
-    let roles: std::collections::BTreeSet<&str> = site
-        .nodes
-        .values()
-        .map(|n| n.role.as_str())
-        .filter(|r| !r.is_empty())
-        .collect();
-    let by_hostname: HashMap<&str, &str> = site
-        .nodes
-        .values()
-        .filter_map(|n| n.hostname.as_deref().map(|h| (h, n.xname.as_str())))
-        .collect();
+    let lookup = Lookup::new(site);
     for (source, params) in &site.bss {
         let s = source.as_str();
         let backend = backend(params);
         let images = ImageParams::of(params);
-        // Per node: the own key that binds it (strength, key text, content, meta).
-        let mut own: BTreeMap<&str, (u8, String, Content, MetaData)> = BTreeMap::new();
+        let mut own = OwnKeys::new();
         for p in params {
-            let keys: Vec<(HostKey, String)> = p
-                .hosts
-                .iter()
-                .map(|h| (host_key(h), h.clone()))
-                .chain(
-                    p.macs
-                        .iter()
-                        .filter_map(|m| m.parse().ok().map(|mac| (HostKey::Mac(mac), m.clone()))),
-                )
-                .chain(
-                    p.nids
-                        .iter()
-                        .map(|n| (HostKey::Nid(*n), format!("nid {n}"))),
-                )
-                .collect();
-            for m in p
-                .macs
-                .iter()
-                .filter(|m| m.parse::<nodeboot_core::mac::Mac>().is_err())
-            {
-                report.unmapped(s, format!("BSS MAC {m}"), "not a MAC address");
-            }
+            let keys = keys_of(p, s, report);
             if keys.is_empty() {
                 if images.kernel.contains_key(&p.kernel) || images.initrd.contains_key(&p.initrd) {
                     let image = if p.kernel.is_empty() {
@@ -314,88 +465,20 @@ pub(super) fn map(
                     }
                 };
                 let meta = meta_of(&p.cloud_init.meta_data);
-                match &key {
-                    HostKey::Default => {
-                        let name = names.take("bss-default");
-                        report.mapped(
-                            s,
-                            object(&text),
-                            format!(
-                                "BootConfig {name} (every node, priority {PRIORITY_BSS_DEFAULT})"
-                            ),
-                        );
+                match shared_key(&key, &lookup, names) {
+                    Some(Ok(shared)) => {
+                        report.mapped(s, object(&text), shared.became);
                         planned_out.push(planned(
-                            name,
-                            LabelSelector::default(),
-                            PRIORITY_BSS_DEFAULT,
+                            shared.name,
+                            shared.selector,
+                            shared.priority,
                             c,
                             meta,
                         ));
                     }
-                    HostKey::Unknown(arch) => match Arch::from_request(arch) {
-                        Some(a) => {
-                            let name = names.take(&format!("bss-unknown-{}", a.as_str()));
-                            report.mapped(
-                                s,
-                                object(&text),
-                                format!(
-                                    "discovery BootConfig {name} (unknown {} nodes)",
-                                    a.as_str()
-                                ),
-                            );
-                            planned_out.push(planned(
-                                name,
-                                match_labels(&[
-                                    (labels::KNOWN, "false"),
-                                    (labels::ARCH, a.as_str()),
-                                ]),
-                                PRIORITY_DISCOVERY,
-                                c,
-                                meta,
-                            ));
-                        }
-                        None => report.unmapped(
-                            s,
-                            object(&text),
-                            format!(
-                                "architecture '{}' is none nodeboot tells apart (x86_64, arm64)",
-                                labels::shown(arch)
-                            ),
-                        ),
-                    },
-                    HostKey::Name(name)
-                        if !site.nodes.contains_key(name) && roles.contains(name.as_str()) =>
-                    {
-                        if !labels::is_valid_value(name) {
-                            report.unmapped(
-                                s,
-                                object(&text),
-                                "the role is not a valid label value",
-                            );
-                            continue;
-                        }
-                        let bc = names.take(&format!("bss-role-{name}"));
-                        report.mapped(s, object(&text), format!("BootConfig {bc} (nodes with label {ROLE_LABEL}={name}, priority {PRIORITY_BSS_ROLE})"));
-                        planned_out.push(planned(
-                            bc,
-                            match_labels(&[(ROLE_LABEL, name)]),
-                            PRIORITY_BSS_ROLE,
-                            c,
-                            meta,
-                        ));
-                    }
-                    _ => {
-                        let node = match &key {
-                            HostKey::Name(name) => site
-                                .nodes
-                                .get_key_value(name)
-                                .map(|(k, _)| k.as_str())
-                                .or_else(|| by_hostname.get(name.as_str()).copied()),
-                            HostKey::Mac(mac) => by_mac.get(mac).copied(),
-                            HostKey::Nid(nid) => by_nid.get(nid).copied(),
-                            _ => None,
-                        };
-                        let Some(node) = node else {
+                    Some(Err(why)) => report.unmapped(s, object(&text), why),
+                    None => {
+                        let Some(node) = lookup.node(&key) else {
                             report.unmapped(
                                 s,
                                 object(&text),
@@ -407,13 +490,13 @@ pub(super) fn map(
                         };
                         let strength = strength(backend, &key);
                         match own.get(node) {
-                            Some((held, held_key, ..)) if *held >= strength => {
-                                report.unmapped(
-                                    s,
-                                    object(&text),
-                                    format!("node {node} already takes BSS key {held_key}, which BSS looks up first"),
-                                );
-                            }
+                            Some((held, held_key, ..)) if *held >= strength => report.unmapped(
+                                s,
+                                object(&text),
+                                format!(
+                                    "node {node} already takes BSS key {held_key}, which BSS looks up first"
+                                ),
+                            ),
                             _ => {
                                 if let Some((_, lost, ..)) =
                                     own.insert(node, (strength, text.clone(), c, meta))
@@ -421,7 +504,9 @@ pub(super) fn map(
                                     report.unmapped(
                                         s,
                                         object(&lost),
-                                        format!("node {node} takes BSS key {text}, which BSS looks up first"),
+                                        format!(
+                                            "node {node} takes BSS key {text}, which BSS looks up first"
+                                        ),
                                     );
                                 }
                             }
@@ -430,43 +515,6 @@ pub(super) fn map(
                 }
             }
         }
-        // Nodes with the same own-key content share one BootConfig.
-        let mut by_content: BTreeMap<Content, Vec<(&str, String)>> = BTreeMap::new();
-        for (node, (_, key, c, meta)) in own {
-            if !meta.is_empty() {
-                additions
-                    .meta
-                    .entry(node.to_owned())
-                    .or_default()
-                    .extend(meta);
-            }
-            by_content.entry(c).or_default().push((node, key));
-        }
-        let mut ordered: Vec<_> = by_content.into_iter().collect();
-        // Name BootConfigs after their first node, in node order, so names stay put between
-        // imports of the same data.
-        ordered.sort_by(|a, b| a.1[0].0.cmp(b.1[0].0));
-        for (c, nodes) in ordered {
-            let name = names.take(&format!("bss-{}", nodes[0].0));
-            for (node, key) in &nodes {
-                additions
-                    .labels
-                    .entry((*node).to_owned())
-                    .or_default()
-                    .insert(BSS_PARAMS_LABEL.to_owned(), name.clone());
-                report.mapped(
-                    s,
-                    format!("BSS key {key}"),
-                    format!("BootConfig {name} for node {node} (label {BSS_PARAMS_LABEL}={name}, priority {PRIORITY_BSS_OWN})"),
-                );
-            }
-            planned_out.push(planned(
-                name.clone(),
-                match_labels(&[(BSS_PARAMS_LABEL, &name)]),
-                PRIORITY_BSS_OWN,
-                c,
-                MetaData::new(),
-            ));
-        }
+        emit_own(own, s, planned_out, additions, names, report);
     }
 }
