@@ -320,3 +320,73 @@ pub fn expectations(site: &Site) -> Vec<Expectation> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(bss: &str) -> Site {
+        let mut site = Site::default();
+        for (i, role) in ["Compute", "Compute", "Compute"].iter().enumerate() {
+            let xname = format!("x1c0s0b0n{i}");
+            site.nodes.insert(
+                xname.clone(),
+                SiteNode {
+                    xname,
+                    macs: vec![
+                        format!("02:00:00:00:00:0{i}").parse().unwrap(),
+                        format!("02:00:00:00:01:0{i}").parse().unwrap(),
+                    ],
+                    nid: Some(i as i64 + 1),
+                    role: (*role).into(),
+                    ..Default::default()
+                },
+            );
+        }
+        site.bss
+            .push(("bss".into(), serde_json::from_str(bss).unwrap()));
+        site
+    }
+
+    fn kernels(site: &Site) -> Vec<(String, Option<String>, Vec<Allowance>)> {
+        expectations(site)
+            .into_iter()
+            .map(|e| (e.mac.to_string(), e.boot.map(|b| b.kernel), e.allowances))
+            .collect()
+    }
+
+    #[test]
+    fn etcd_looks_up_xname_then_the_asking_mac_then_role_then_default() {
+        let s = site(
+            r#"[{"hosts":["Default"],"kernel":"http://default"},
+                {"hosts":["Compute"],"kernel":"http://role"},
+                {"hosts":["x1c0s0b0n0"],"kernel":"http://xname"},
+                {"hosts":["02:00:00:00:00:01"],"kernel":"http://mac"},
+                {"hosts":["nid3"],"kernel":"http://nid"}]"#,
+        );
+        let got = kernels(&s);
+        let k = |mac: &str| got.iter().find(|(m, ..)| m == mac).unwrap().clone();
+        assert_eq!(k("02:00:00:00:00:00").1.as_deref(), Some("http://xname"));
+        assert_eq!(k("02:00:00:00:01:00").1.as_deref(), Some("http://xname"));
+        assert_eq!(k("02:00:00:00:00:01").1.as_deref(), Some("http://mac"));
+        // The node's other MAC falls to its role, and says why nodeboot may differ.
+        assert_eq!(k("02:00:00:00:01:01").1.as_deref(), Some("http://role"));
+        assert_eq!(k("02:00:00:00:01:01").2, [Allowance::MacKeyAppliedToNode]);
+        // A nid key serves only nid= requests.
+        assert_eq!(k("02:00:00:00:00:02").1.as_deref(), Some("http://role"));
+        assert_eq!(k("02:00:00:00:00:02").2, [Allowance::NidKeyApplied]);
+    }
+
+    #[test]
+    fn postgres_answers_a_mac_from_mac_entries_only() {
+        let s = site(
+            r#"[{"hosts":["x1c0s0b0n0"],"macs":["02:00:00:00:00:01"],"nids":[3],"kernel":"http://pg"}]"#,
+        );
+        let got = kernels(&s);
+        let k = |mac: &str| got.iter().find(|(m, ..)| m == mac).unwrap().clone();
+        assert_eq!(k("02:00:00:00:00:01").1.as_deref(), Some("http://pg"));
+        assert_eq!(k("02:00:00:00:00:00").1, None);
+        assert_eq!(k("02:00:00:00:00:00").2, [Allowance::PostgresEntryByName]);
+        assert_eq!(k("02:00:00:00:00:02").2, [Allowance::PostgresEntryByName]);
+    }
+}

@@ -183,3 +183,84 @@ pub(super) fn map(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::envelopes::BootConfigurationSpec;
+
+    fn config(name: &str, spec: &str, priority: i64) -> BootServiceConfig {
+        let mut spec: BootConfigurationSpec = serde_json::from_str(spec).unwrap();
+        spec.priority = priority;
+        BootServiceConfig {
+            source: "s".into(),
+            name: name.into(),
+            spec,
+        }
+    }
+
+    fn node() -> SiteNode {
+        SiteNode {
+            xname: "x1c0s0b0n0".into(),
+            macs: vec![
+                "02:00:00:00:00:01".parse().unwrap(),
+                "02:00:00:00:00:02".parse().unwrap(),
+            ],
+            nid: Some(7),
+            hostname: Some("nid007".into()),
+            groups: ["compute".to_owned(), "gpu".to_owned()].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn scores_add_up_as_boot_service_adds_them() {
+        let n = node();
+        assert_eq!(
+            score(&config("a", r#"{"macs":["02-00-00-00-00-01"]}"#, 0), &n),
+            100
+        );
+        // Only the boot MAC counts.
+        assert_eq!(
+            score(&config("a", r#"{"macs":["02:00:00:00:00:02"]}"#, 0), &n),
+            0
+        );
+        assert_eq!(score(&config("a", r#"{"nids":[7]}"#, 0), &n), 75);
+        assert_eq!(
+            score(&config("a", r#"{"hosts":["nid007","x1c0s0b0n0"]}"#, 0), &n),
+            100
+        );
+        assert_eq!(
+            score(
+                &config("a", r#"{"hosts":["*"],"groups":["compute","gpu","io"]}"#, 0),
+                &n
+            ),
+            100
+        );
+        assert_eq!(score(&config("a", r#"{}"#, 0), &n), 1);
+        assert_eq!(score(&config("a", r#"{"groups":["io"]}"#, 0), &n), 0);
+    }
+
+    #[test]
+    fn ties_go_to_priority_then_name() {
+        let n = node();
+        let configs = [
+            config("b", r#"{"groups":["compute"]}"#, 5),
+            config("a", r#"{"groups":["gpu"]}"#, 5),
+            config("c", r#"{"groups":["compute"]}"#, 1),
+            config("catch-all", r#"{}"#, 100),
+        ];
+        assert_eq!(
+            winner(&configs, &n).map(|(c, s)| (c.name.as_str(), s)),
+            Some(("a", 25))
+        );
+        let lone = SiteNode {
+            groups: Default::default(),
+            ..node()
+        };
+        assert_eq!(
+            winner(&configs, &lone).map(|(c, s)| (c.name.as_str(), s)),
+            Some(("catch-all", 1))
+        );
+    }
+}

@@ -518,3 +518,71 @@ pub(super) fn map(
         emit_own(own, s, planned_out, additions, names, report);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_keep_what_nodeboot_can_serve() {
+        let (params, dropped) =
+            clean_params("root=live:http://i/r  spire=${SPIRE_JOIN_TOKEN} quiet").unwrap();
+        assert_eq!(params, "root=live:http://i/r quiet");
+        assert_eq!(dropped, ["spire=${SPIRE_JOIN_TOKEN}"]);
+        assert!(
+            clean_params("root=live:s3://bucket/r")
+                .unwrap_err()
+                .contains("s3://")
+        );
+        assert!(
+            clean_params("a\nkernel x")
+                .unwrap_err()
+                .contains("control character")
+        );
+        assert!(
+            clean_params(&"x".repeat(4000))
+                .unwrap_err()
+                .contains("at most")
+        );
+        assert_eq!(
+            clean_params("x={{ y }}").unwrap().0,
+            "{% raw %}x={{ y }}{% endraw %}"
+        );
+    }
+
+    #[test]
+    fn urls_nodeboot_serves() {
+        assert!(check_url("kernel", "http://i/k").is_ok());
+        assert!(check_url("kernel", "tftp://i/k").is_ok());
+        assert!(
+            check_url("kernel", "s3://b/k")
+                .unwrap_err()
+                .contains("presigns")
+        );
+        assert!(
+            check_url("kernel", "/var/lib/k")
+                .unwrap_err()
+                .contains("not an http")
+        );
+    }
+
+    #[test]
+    fn image_params_are_appended_kernel_first() {
+        let elements: Vec<BootParams> = serde_json::from_str(
+            r#"[{"kernel":"http://k","params":"kp"},{"initrd":"http://i","params":"ip"},
+                {"hosts":["Default"],"kernel":"http://k","initrd":"http://i","params":"own"}]"#,
+        )
+        .unwrap();
+        let images = ImageParams::of(&elements);
+        assert_eq!(images.assembled(&elements[2]), "own kp ip");
+    }
+
+    #[test]
+    fn own_key_strength_follows_the_back_end() {
+        let name = HostKey::Name("x0c0s0b0n0".into());
+        let mac = HostKey::Mac("02:00:00:00:00:01".parse().unwrap());
+        assert!(strength(Backend::Etcd, &name) > strength(Backend::Etcd, &mac));
+        assert!(strength(Backend::Postgres, &mac) > strength(Backend::Postgres, &name));
+        assert!(strength(Backend::Etcd, &mac) > strength(Backend::Etcd, &HostKey::Nid(1)));
+    }
+}
