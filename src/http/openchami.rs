@@ -393,6 +393,21 @@ mod tests {
         assert_eq!(parse_identities(Some("mac=zz")).unwrap_err().status, 400);
     }
 
+    proptest::proptest! {
+        /// Whatever a client sends, the query is read or refused with a short 400, never a
+        /// panic, and every identifier read came from a value it sent.
+        #[test]
+        fn any_query_is_read_or_refused(raw in "\\PC{0,200}|((mac|name|nid|ts)=[0-9a-fA-F:,.%-]{0,40}&?){0,8}") {
+            match parse_identities(Some(&raw)) {
+                Ok(ids) => proptest::prop_assert!(ids.len() <= raw.len()),
+                Err(problem) => {
+                    proptest::prop_assert_eq!(problem.status, 400);
+                    proptest::prop_assert!(problem.detail.len() < 300);
+                }
+            }
+        }
+    }
+
     /// A site of `groups` NodeGroups of 1000 nodes each, all booting one BootConfig.
     fn site(groups: usize) -> Snapshot {
         use nodeboot_core::crd::{BootConfig, BootConfigSpec, NodeGroup, NodeGroupSpec, NodeSpec};
