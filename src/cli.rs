@@ -91,6 +91,9 @@ pub enum Command {
         /// Bearer token for services behind a JWT.
         #[arg(long, env = "NODEBOOT_IMPORT_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// A CA certificate (PEM) to trust for https:// sources (OpenCHAMI's own CA, say).
+        #[arg(long)]
+        cacert: Option<PathBuf>,
         /// Compare what nodeboot serves from the written manifests with what the source
         /// serves, per node; exit non-zero when a node differs beyond the allowed differences.
         #[arg(long)]

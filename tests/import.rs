@@ -868,11 +868,23 @@ fn refuses_what_it_cannot_read_and_a_directory_in_use() {
     );
     assert!(!dir.path().join("out1").exists());
     // Something that is no OpenCHAMI export says so.
-    let other = site::write_json(dir.path(), "other.json", &serde_json::json!({"kind": "x"}));
+    let other = other_path(dir.path());
     let result = run_import(&paths(&[other]), &dir.path().join("out2"), &[]);
     assert!(!result.status.success());
     assert!(
         text(&result).contains("an object that matches no OpenCHAMI export nodeboot reads"),
+        "{}",
+        text(&result)
+    );
+    // A CA file that is not there.
+    let result = run_import(
+        &paths(&[other_path(dir.path())]),
+        &dir.path().join("out3"),
+        &["--cacert", "/nonexistent/ca.pem"],
+    );
+    assert!(!result.status.success());
+    assert!(
+        text(&result).contains("--cacert /nonexistent/ca.pem: "),
         "{}",
         text(&result)
     );
@@ -885,4 +897,8 @@ fn refuses_what_it_cannot_read_and_a_directory_in_use() {
     let result = run_import(&paths(&sources), &used, &[]);
     assert!(!result.status.success());
     assert!(text(&result).contains("is not empty"), "{}", text(&result));
+}
+
+fn other_path(dir: &Path) -> PathBuf {
+    site::write_json(dir, "other.json", &serde_json::json!({"kind": "x"}))
 }

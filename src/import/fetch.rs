@@ -36,12 +36,33 @@ pub fn is_url(source: &str) -> bool {
     source.starts_with("http://") || source.starts_with("https://")
 }
 
-/// One HTTP client for every URL of a run.
-pub fn client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("--cacert {path}: {error}")]
+    CaFile { path: String, error: std::io::Error },
+    #[error("--cacert {path}: not a PEM certificate: {error}")]
+    CaPem { path: String, error: reqwest::Error },
+    #[error("cannot start the HTTP client: {0}")]
+    Build(reqwest::Error),
+}
+
+/// One HTTP client for every URL of a run. OpenCHAMI sites usually sign their services with a
+/// CA of their own (as `ochami --cacert` expects): `cacert` adds it to the trusted roots.
+pub fn client(cacert: Option<&Path>) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(300))
-        .build()
+        .timeout(Duration::from_secs(300));
+    if let Some(path) = cacert {
+        let shown = path.display().to_string();
+        let pem = std::fs::read(path).map_err(|error| ClientError::CaFile {
+            path: shown.clone(),
+            error,
+        })?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .map_err(|error| ClientError::CaPem { path: shown, error })?;
+        builder = builder.add_root_certificate(ca);
+    }
+    builder.build().map_err(ClientError::Build)
 }
 
 pub async fn read(

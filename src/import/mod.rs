@@ -23,8 +23,8 @@ pub enum ImportError {
         source_name: String,
         message: String,
     },
-    #[error("cannot start the HTTP client: {0}")]
-    Client(reqwest::Error),
+    #[error(transparent)]
+    Client(#[from] fetch::ClientError),
     #[error(transparent)]
     Write(#[from] write::WriteError),
     #[error(transparent)]
@@ -40,6 +40,8 @@ pub struct ImportRequest {
     pub out: PathBuf,
     pub namespace: String,
     pub token: Option<String>,
+    /// A CA certificate (PEM) to trust for https sources, besides the usual roots.
+    pub cacert: Option<PathBuf>,
     pub verify: bool,
     pub bss_url: Option<String>,
     pub settings: RenderSettings,
@@ -47,7 +49,7 @@ pub struct ImportRequest {
 
 /// Runs an import; prints the report summary (and the verify table) on stdout.
 pub async fn run(request: ImportRequest) -> Result<(), ImportError> {
-    let client = fetch::client().map_err(ImportError::Client)?;
+    let client = fetch::client(request.cacert.as_deref())?;
     let token = request.token.as_deref();
     let mut sources = Vec::with_capacity(request.sources.len());
     for name in &request.sources {
