@@ -167,6 +167,7 @@ pub fn boot_router(state: boot::BootState, metrics: &Arc<Metrics>, limits: &Limi
         })
         .fallback(instrumented(m(Endpoint::other), any(boot::not_found)))
         .with_state(state)
+        .layer(axum::Extension(openchami::ListingLimit::default()))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

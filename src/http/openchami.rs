@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -29,6 +29,35 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Nodes serialized per chunk of a streamed listing: a chunk is a few hundred KiB at most,
 /// whatever the number of nodes.
 const NODES_PER_CHUNK: usize = 256;
+
+/// Full listings streamed at once by one listener.
+const LISTINGS_AT_ONCE: usize = 8;
+
+/// Each full listing holds the snapshot it started from until its client has read it (a slow
+/// reader is cut off only when it stops reading): bounding how many run at once bounds how many
+/// old snapshots readers can keep alive across rebuilds.
+#[derive(Clone)]
+pub struct ListingLimit(Arc<tokio::sync::Semaphore>);
+
+impl Default for ListingLimit {
+    fn default() -> ListingLimit {
+        ListingLimit(Arc::new(tokio::sync::Semaphore::new(LISTINGS_AT_ONCE)))
+    }
+}
+
+impl ListingLimit {
+    fn take(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Problem> {
+        self.0.clone().try_acquire_owned().map_err(|_| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{LISTINGS_AT_ONCE} full listings are being sent already; retry shortly, or \
+                     ask for nodes by mac=, name= or nid="
+                ),
+            )
+        })
+    }
+}
 
 /// Reads BSS's query: `mac=`, `name=` and `nid=`, each repeated or comma-separated, all kinds
 /// together (as `ochami` sends them). Other parameters are ignored. The request head limit
@@ -73,6 +102,8 @@ fn write_component(node: &ServedNode, out: &mut Vec<u8>) -> bool {
 /// snapshot is shared, not copied, so memory stays bounded at any number of nodes.
 struct JsonListing {
     snapshot: Arc<Snapshot>,
+    /// Released when the response body is dropped (sent, or the client gone).
+    _permit: tokio::sync::OwnedSemaphorePermit,
     next: usize,
     written: usize,
     done: bool,
@@ -113,9 +144,14 @@ impl Iterator for JsonListing {
     }
 }
 
-fn json_listing(snapshot: Arc<Snapshot>, write: WriteEntry) -> Response {
+fn json_listing(limit: &ListingLimit, snapshot: Arc<Snapshot>, write: WriteEntry) -> Response {
+    let permit = match limit.take() {
+        Ok(permit) => permit,
+        Err(problem) => return problem.into_response(),
+    };
     let listing = JsonListing {
         snapshot,
+        _permit: permit,
         next: 0,
         written: 0,
         done: false,
@@ -155,13 +191,17 @@ fn nothing_found(missing: &[&Identity], ambiguous: &[&Identity], what: &str) -> 
 /// `GET /boot/v1/bootparameters`: one entry per node found (BSS answers every node asked for,
 /// by any kind of identifier), the stored params (without autoParams, which only the script
 /// carries); without a query, every node that boots.
-pub async fn bootparameters(State(state): State<BootState>, RawQuery(raw): RawQuery) -> Response {
+pub async fn bootparameters(
+    State(state): State<BootState>,
+    Extension(limit): Extension<ListingLimit>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let ids = match parse_identities(raw.as_deref()) {
         Ok(ids) => ids,
         Err(problem) => return problem.into_response(),
     };
     if ids.is_empty() {
-        return json_listing(state.snapshot.load_full(), write_boot_params);
+        return json_listing(&limit, state.snapshot.load_full(), write_boot_params);
     }
     let snapshot = state.snapshot.load();
     let found = snapshot.find_nodes(&ids);
@@ -187,13 +227,17 @@ pub async fn bootparameters(State(state): State<BootState>, RawQuery(raw): RawQu
 
 /// `GET /boot/v1/hosts`: the nodes as SMD components, as BSS lists the state it caches;
 /// with a query, the nodes it names (an identifier nobody has is a 404, as in BSS).
-pub async fn hosts(State(state): State<BootState>, RawQuery(raw): RawQuery) -> Response {
+pub async fn hosts(
+    State(state): State<BootState>,
+    Extension(limit): Extension<ListingLimit>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let ids = match parse_identities(raw.as_deref()) {
         Ok(ids) => ids,
         Err(problem) => return problem.into_response(),
     };
     if ids.is_empty() {
-        return json_listing(state.snapshot.load_full(), write_component);
+        return json_listing(&limit, state.snapshot.load_full(), write_component);
     }
     let snapshot = state.snapshot.load();
     let found = snapshot.find_nodes(&ids);
@@ -408,6 +452,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn full_listings_at_once_are_bounded_and_given_back() {
+        let limit = ListingLimit::default();
+        let mut held: Vec<_> = (0..LISTINGS_AT_ONCE)
+            .map(|_| limit.take().unwrap())
+            .collect();
+        let refused = limit.take().unwrap_err();
+        assert_eq!(refused.status, 503);
+        assert!(refused.detail.contains("mac=, name= or nid="));
+        held.pop();
+        assert!(limit.take().is_ok());
+    }
+
     /// A site of `groups` NodeGroups of 1000 nodes each, all booting one BootConfig.
     fn site(groups: usize) -> Snapshot {
         use nodeboot_core::crd::{BootConfig, BootConfigSpec, NodeGroup, NodeGroupSpec, NodeSpec};
@@ -466,6 +523,7 @@ mod tests {
         let snapshot = Arc::new(site(5));
         let listing = JsonListing {
             snapshot,
+            _permit: ListingLimit::default().take().unwrap(),
             next: 0,
             written: 0,
             done: false,
@@ -487,6 +545,7 @@ mod tests {
     fn an_empty_site_lists_an_empty_array() {
         let listing = JsonListing {
             snapshot: Arc::new(site(0)),
+            _permit: ListingLimit::default().take().unwrap(),
             next: 0,
             written: 0,
             done: false,
