@@ -20,6 +20,8 @@ pub struct ExpectedBoot {
     pub params: String,
     /// Which entry of the source this came from, for the table.
     pub via: String,
+    /// The meta-data that entry gives the node (BSS keys store some), beside the site-wide.
+    pub meta: serde_json::Map<String, Value>,
 }
 
 /// Why nodeboot may rightly answer otherwise than the source, for this request.
@@ -231,6 +233,7 @@ impl<'a> BssIndex<'a> {
             initrd: (!p.initrd.is_empty()).then(|| p.initrd.clone()),
             params,
             via,
+            meta: p.cloud_init.meta_data.clone(),
         })
     }
 }
@@ -250,6 +253,7 @@ fn boot_service_expect(
                 "boot-service BootConfiguration {} (score {score})",
                 config.name
             ),
+            meta: serde_json::Map::new(),
         },
         score,
     ))
@@ -309,12 +313,16 @@ pub fn expectations(site: &Site) -> Vec<Expectation> {
                     .find_map(|index| index.expect(node, *mac, &mut allowances))
                     .or(other.map(|(b, _)| b)),
             };
+            let mut meta = meta.clone();
+            if let Some(b) = &boot {
+                meta.extend(b.meta.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
             out.push(Expectation {
                 node: node.xname.clone(),
                 mac: *mac,
                 boot,
                 allowances,
-                meta: meta.clone(),
+                meta,
             });
         }
     }

@@ -214,17 +214,25 @@ pub fn verify(snapshot: &Snapshot, expectations: &[Expectation]) -> VerifyReport
         }
         if first_of_node {
             let served = meta_of(snapshot, &query).unwrap_or_default();
+            // Meta-data of a BSS nid or MAC key nodeboot applies to the whole node.
+            let key_applied =
+                allowed_by(Allowance::NidKeyApplied) || allowed_by(Allowance::MacKeyAppliedToNode);
             for (key, value) in &e.meta {
                 if served.get(key) != Some(value) {
-                    rows.add(format!("meta-data '{key}' differs"), false, &e.node, || {
-                        format!(
-                            "{}: source {value}, nodeboot {}",
-                            e.node,
-                            served
-                                .get(key)
-                                .map_or("(none)".to_owned(), ToString::to_string)
-                        )
-                    });
+                    rows.add(
+                        format!("meta-data '{key}' differs"),
+                        key_applied,
+                        &e.node,
+                        || {
+                            format!(
+                                "{}: source {value}, nodeboot {}",
+                                e.node,
+                                served
+                                    .get(key)
+                                    .map_or("(none)".to_owned(), ToString::to_string)
+                            )
+                        },
+                    );
                 }
             }
         }
@@ -278,6 +286,7 @@ pub fn parse_bss_script(script: &str, via: &str) -> Option<crate::expected::Expe
         initrd,
         params,
         via: via.to_owned(),
+        meta: serde_json::Map::new(),
     })
 }
 
