@@ -256,6 +256,8 @@ fn bss_etcd_smd_and_cloud_init_from_files() {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
     assert!(!stdout.contains("DIFFERS"), "{stdout}");
+    let kept = std::fs::read_to_string(out.join("verify-report.txt")).unwrap();
+    assert!(stdout.contains(&kept), "{kept}");
 }
 
 #[test]

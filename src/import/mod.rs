@@ -14,6 +14,9 @@ use nodeboot_openchami::{Options, Source, import, parse};
 pub use check::snapshot_of;
 pub use write::REPORT_FILE;
 
+/// The `--verify` table's file in the output directory.
+pub const VERIFY_FILE: &str = "verify-report.txt";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error(transparent)]
@@ -91,7 +94,11 @@ pub async fn run(request: ImportRequest) -> Result<(), ImportError> {
     }
     let live = request.bss_url.as_deref().map(|url| (url, &client, token));
     let report = check::check(&imported.site, &files, &request.settings, live).await?;
-    print!("{}", report.table());
+    let table = report.table();
+    print!("{table}");
+    // Kept beside the manifests for review (`serve` reads only .yaml, .yml and .json).
+    let kept = request.out.join(VERIFY_FILE);
+    std::fs::write(&kept, &table).map_err(|error| write::WriteError::Io { path: kept, error })?;
     if report.failed() {
         let differing = report
             .rows
