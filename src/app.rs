@@ -47,6 +47,26 @@ pub async fn run(command: Command) -> Result<(), Error> {
             output,
             render,
         } => explain_node(manifests, namespace, &id, output, &render).await,
+        Command::Import {
+            sources,
+            out,
+            namespace,
+            token,
+            cacert,
+            verify,
+            bss_url,
+            render,
+        } => Ok(crate::import::run(crate::import::ImportRequest {
+            sources,
+            out,
+            namespace,
+            token,
+            cacert,
+            verify,
+            bss_url,
+            settings: render.settings_without_listener()?,
+        })
+        .await?),
     }
 }
 

@@ -76,6 +76,34 @@ pub enum Command {
         #[command(flatten)]
         render: RenderArgs,
     },
+    /// Convert OpenCHAMI data (BSS, SMD, cloud-init server, boot-service, metadata-service,
+    /// `ochami discover static` inventory) into NodeGroup, BootConfig and Secret manifests.
+    Import {
+        /// Exports as files (JSON or YAML) or http(s):// URLs of the running services.
+        #[arg(required = true)]
+        sources: Vec<String>,
+        /// Directory to write the manifests and import-report.txt into (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Namespace of the objects written.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Bearer token for services behind a JWT.
+        #[arg(long, env = "NODEBOOT_IMPORT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// A CA certificate (PEM) to trust for https:// sources (OpenCHAMI's own CA, say).
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+        /// Compare what nodeboot serves from the written manifests with what the source
+        /// serves, per node; exit non-zero when a node differs beyond the allowed differences.
+        #[arg(long)]
+        verify: bool,
+        /// With --verify: also ask this running BSS (base URL) for every node's boot script.
+        #[arg(long, requires = "verify")]
+        bss_url: Option<String>,
+        #[command(flatten)]
+        render: RenderArgs,
+    },
 }
 
 /// Leader election: every replica serves, only the Lease holder writes status.

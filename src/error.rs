@@ -18,6 +18,8 @@ pub enum Error {
     Explain(#[from] nodeboot_core::explain::ExplainError),
     #[error("cannot render the CRDs: {0}")]
     Crds(#[source] serde_yaml_ng::Error),
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
     #[error("cannot print the report: {0}")]
     Output(String),
 }

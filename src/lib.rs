@@ -6,6 +6,7 @@
 //! - `manifests`: the manifest folder (`nodeboot serve`), a `Source`.
 //! - `operator`: the cluster's watches (a `Source`), leader election, the status writer.
 //! - `http`: the boot and admin listeners; handlers translate `Snapshot::answer` to HTTP.
+//! - `import`: `nodeboot import`, reading OpenCHAMI sources for `nodeboot-openchami`.
 //! - `metrics`, `memory`, `logging`: Prometheus metrics, giving memory back after a rebuild,
 //!   log set-up (control characters escaped).
 
@@ -13,6 +14,7 @@ pub mod app;
 pub mod cli;
 pub mod error;
 pub mod http;
+pub mod import;
 pub mod logging;
 pub mod manifests;
 pub mod memory;

@@ -6,7 +6,7 @@ fn main() -> ExitCode {
     let cli = Cli::from_command_line();
     // One-shot commands print their answer on stdout; only problems belong on stderr.
     let default_level = match cli.command {
-        Command::Explain { .. } | Command::Crds => "warn",
+        Command::Explain { .. } | Command::Crds | Command::Import { .. } => "warn",
         _ => "info",
     };
     nodeboot::logging::init(cli.log_format, default_level);

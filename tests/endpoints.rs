@@ -543,7 +543,6 @@ async fn bad_or_missing_identifiers_get_problem_bodies() {
             &format!("/boot/v1/bootscript?name={too_long}"),
             "at most 63 characters",
         ),
-        ("/boot/v1/bootparameters", "mac=, name= or nid="),
         (
             "/boot/v1/bootparameters?mac=nope",
             "'nope' is not a MAC address",
@@ -563,21 +562,66 @@ async fn bootparameters_in_bss_shape() {
         "nids": [4],
         "kernel": "http://images.example/rocky9/vmlinuz",
         "initrd": COMPUTE_INITRD,
-        "params": "root=live:http://images.example/rocky9/rootfs.squashfs ip=dhcp console=ttyS0,115200 BOOTIF=01-02-00-00-00-10-11 xname=x1000c0s1b0n1 nid=4 ds=nocloud-net;s=http://boot.example:8080/cloud-init/x1000c0s1b0n1/",
+        // The stored params, as BSS lists them: autoParams are in the script only.
+        "params": "root=live:http://images.example/rocky9/rootfs.squashfs ip=dhcp console=ttyS0,115200",
     }]);
     for path in [
         "/boot/v1/bootparameters?name=x1000c0s1b0n1",
         "/boot/v1/bootparameters?nid=4",
         "/boot/v1/bootparameters?mac=02-00-00-00-10-11",
+        // The same node by two kinds: listed once.
+        "/boot/v1/bootparameters?nid=4&mac=02:00:00:00:20:11",
     ] {
         assert_eq!(server.get(path).await.json(), want, "{path}");
     }
+    // Every kind at once, repeated and comma-separated (as `ochami bss boot params get` sends
+    // them): one entry per node found, in the order asked; names nobody has are left out.
+    let v = server
+        .get("/boot/v1/bootparameters?mac=02:00:00:00:11:00&name=x1000c0s1b0n1,nobody&nid=1&nid=2")
+        .await
+        .json();
+    let hosts: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["hosts"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            "x1001c0s0b0n0",
+            "x1000c0s1b0n1",
+            "x1000c0s0b0n0",
+            "x1000c0s0b0n1"
+        ]
+    );
+    // No query: every node that boots, once.
+    let all = server.get("/boot/v1/bootparameters").await.json();
+    let mut names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["hosts"][0].as_str().unwrap())
+        .collect();
+    let count = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), count);
+    assert!(names.contains(&"x1001c0s0b0n1") && names.contains(&"x1000c0s1b0n1"));
+    let detail = server
+        .get("/boot/v1/bootparameters?nid=x")
+        .await
+        .problem(400);
+    assert_eq!(detail, "nid 'x' is not a number >= 0");
     // BSS keeps parameters of known nodes only: an unknown MAC is not listed, discovery or not.
     let detail = server
         .get("/boot/v1/bootparameters?mac=02:00:00:00:99:99")
         .await
         .problem(404);
-    assert_eq!(detail, "no node has this identifier");
+    assert_eq!(
+        detail,
+        "no node has boot parameters for MAC 02:00:00:00:99:99"
+    );
 
     let dir = troubled_site();
     let server = Server::new(dir.path(), source_check());
@@ -585,7 +629,7 @@ async fn bootparameters_in_bss_shape() {
         .get("/boot/v1/bootparameters?mac=02:00:00:00:00:01")
         .await
         .problem(409);
-    assert_eq!(detail, "several nodes claim this identifier");
+    assert_eq!(detail, "several nodes claim MAC 02:00:00:00:00:01");
     // A known node with nothing to boot.
     let detail = server
         .get("/boot/v1/bootparameters?name=n2")
@@ -839,7 +883,7 @@ async fn unknown_paths_get_problem_bodies() {
         assert_eq!(
             detail,
             format!(
-                "no such endpoint: {bare}; see /boot.ipxe, /boot/v1/bootscript, /boot/v1/bootparameters and /cloud-init/"
+                "no such endpoint: {bare}; see /boot.ipxe, /boot/v1/bootscript, /boot/v1/bootparameters, /boot/v1/hosts, /boot/v1/service/status and /cloud-init/"
             )
         );
     }

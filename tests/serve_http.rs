@@ -199,7 +199,6 @@ async fn malformed_requests_get_problem_bodies() {
             400,
             "not a valid node name",
         ),
-        ("/boot/v1/bootparameters", 400, "mac=, name= or nid="),
         (
             "/boot/v1/bootparameters?mac=02:00:00:00:77:77",
             404,

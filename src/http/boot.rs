@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use nodeboot_core::crd::Arch;
 use nodeboot_core::labels;
-use nodeboot_core::mac::Mac;
 use nodeboot_core::render::cloud_init::Document;
 use nodeboot_core::snapshot::{Decision, DocumentError, Identity, Query, Subject};
 use serde::{Deserialize, Serialize};
@@ -208,55 +207,6 @@ pub async fn bootscript(
     })())
 }
 
-#[derive(Serialize)]
-struct BootParams<'a> {
-    hosts: Vec<&'a str>,
-    macs: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    nids: Vec<i64>,
-    kernel: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    initrd: Option<&'a str>,
-    params: &'a str,
-}
-
-pub async fn bootparameters(
-    State(state): State<BootState>,
-    query: Result<QueryParams<BootQuery>, QueryRejection>,
-) -> Response {
-    respond((|| {
-        let (_, query) = parse_query(query)?;
-        let snapshot = state.snapshot.load();
-        let answer = snapshot.answer(&query);
-        let node = match &answer.subject {
-            Subject::Known(node) => &node.node,
-            Subject::Ambiguous => {
-                return Err(Problem::new(
-                    StatusCode::CONFLICT,
-                    "several nodes claim this identifier",
-                ));
-            }
-            // BSS keeps boot parameters of known nodes only: discovery is not listed here.
-            Subject::Unknown(_) | Subject::Missing => {
-                return Err(Problem::not_found("no node has this identifier"));
-            }
-        };
-        let boot = match answer.decision() {
-            Decision::Boot(boot) => boot,
-            Decision::Wait { why, .. } => return Err(Problem::not_found(why)),
-        };
-        let body = [BootParams {
-            hosts: vec![node.name()],
-            macs: node.macs.iter().map(Mac::to_string).collect(),
-            nids: node.nid().into_iter().collect(),
-            kernel: &boot.config.kernel,
-            initrd: boot.config.initrd.as_deref(),
-            params: boot.params(),
-        }];
-        Ok(Json(body).into_response())
-    })())
-}
-
 fn parse_document(name: &str) -> Result<Document, Problem> {
     Document::from_name(name).ok_or_else(|| {
         Problem::not_found(
@@ -343,7 +293,7 @@ pub async fn cloud_init_by_source(
 
 pub async fn not_found(uri: axum::http::Uri) -> Response {
     Problem::not_found(format!(
-        "no such endpoint: {}; see /boot.ipxe, /boot/v1/bootscript, /boot/v1/bootparameters and /cloud-init/",
+        "no such endpoint: {}; see /boot.ipxe, /boot/v1/bootscript, /boot/v1/bootparameters, /boot/v1/hosts, /boot/v1/service/status and /cloud-init/",
         uri.path()
     ))
     .into_response()
@@ -351,6 +301,7 @@ pub async fn not_found(uri: axum::http::Uri) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use nodeboot_core::mac::Mac;
     use nodeboot_core::render::template::ipxe_unsafe_char;
     use proptest::prelude::*;
 

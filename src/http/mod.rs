@@ -7,6 +7,7 @@ pub mod boot;
 pub mod client_addr;
 mod instrument;
 mod log_limit;
+pub mod openchami;
 pub mod problem;
 
 use std::future::Future;
@@ -111,7 +112,42 @@ pub fn boot_router(state: boot::BootState, metrics: &Arc<Metrics>, limits: &Limi
         (
             "/boot/v1/bootparameters",
             Endpoint::bootparameters,
-            get(boot::bootparameters),
+            get(openchami::bootparameters)
+                .post(openchami::bootparameters_write)
+                .put(openchami::bootparameters_write)
+                .patch(openchami::bootparameters_write)
+                .delete(openchami::bootparameters_write),
+        ),
+        ("/boot/v1/hosts", Endpoint::other, get(openchami::hosts)),
+        (
+            "/boot/v1/service/status",
+            Endpoint::other,
+            get(openchami::service_status),
+        ),
+        (
+            "/boot/v1/service/status/all",
+            Endpoint::other,
+            get(openchami::service_status_all),
+        ),
+        (
+            "/boot/v1/service/version",
+            Endpoint::other,
+            get(openchami::service_version),
+        ),
+        (
+            "/boot/v1/service/storage/status",
+            Endpoint::other,
+            get(openchami::service_storage),
+        ),
+        (
+            "/boot/v1/service/hsm",
+            Endpoint::other,
+            get(openchami::service_hsm),
+        ),
+        (
+            "/cloud-init/version",
+            Endpoint::other,
+            get(openchami::cloud_init_version),
         ),
         (
             "/cloud-init/{doc}",
@@ -131,6 +167,7 @@ pub fn boot_router(state: boot::BootState, metrics: &Arc<Metrics>, limits: &Limi
         })
         .fallback(instrumented(m(Endpoint::other), any(boot::not_found)))
         .with_state(state)
+        .layer(axum::Extension(openchami::ListingLimit::default()))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -147,6 +184,10 @@ pub fn admin_router(state: admin::AdminState, limits: &Limits) -> Router {
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
         .route("/nodes/{id}", get(admin::node))
+        .route(
+            "/cloud-init/admin/impersonation/{id}/{doc}",
+            get(openchami::impersonation),
+        )
         .fallback(admin::not_found)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))

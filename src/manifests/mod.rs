@@ -19,6 +19,7 @@ mod parse;
 
 pub use files::{Fingerprint, fingerprint};
 pub use folder::ManifestFolder;
+pub use guard::{Refused, check as check_yaml_shape};
 pub use parse::parse_file;
 
 use files::{Stamp, manifest_files, read_manifest, settled, stamp};

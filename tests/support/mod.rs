@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod manifests;
 pub mod nodeboot;
+pub mod openchami;
 pub mod process;
 pub mod wait;
 

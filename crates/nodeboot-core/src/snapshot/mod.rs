@@ -4,11 +4,15 @@
 
 mod answer;
 mod build;
+mod openchami;
 mod prepare;
 mod unknown;
 
 pub use answer::{Answer, Decision, DocumentError, Identity, Query, ReadyBoot, Subject};
 pub use build::{Desired, build};
+pub use openchami::{
+    BootParamsEntry, FoundNodes, ROLE_LABEL, SUB_ROLE_LABEL, SmdComponent, describe,
+};
 pub use unknown::UnknownNode;
 
 use std::collections::HashMap;
@@ -30,12 +34,19 @@ pub struct PreparedBoot {
     pub mac: Mac,
     /// The rendered kernel parameters; for the default script, a slice of the script's bytes.
     pub params: Bytes,
+    /// The leading bytes of `params` that the BootConfig's `params` gave, before autoParams.
+    pub stored_len: usize,
     pub script: Script,
 }
 
 impl PreparedBoot {
     pub fn params(&self) -> &str {
         std::str::from_utf8(&self.params).unwrap_or_default()
+    }
+
+    /// The params as stored, without what autoParams added: what BSS's bootparameters lists.
+    pub fn stored_params(&self) -> &str {
+        self.params().get(..self.stored_len).unwrap_or_default()
     }
 }
 

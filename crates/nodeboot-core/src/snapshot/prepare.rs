@@ -28,6 +28,9 @@ pub const MAX_META_DATA_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct RenderedBoot {
     pub params: String,
+    /// How many leading bytes of `params` the BootConfig's own `params` gave (what BSS calls
+    /// the stored params); autoParams only ever append after them.
+    pub stored_len: usize,
     pub script: Script,
 }
 
@@ -60,6 +63,7 @@ pub fn render_boot(
         .render(PARAMS, &template::variables(vars, &boot))?
         .unwrap_or_default();
     check_one_line(&raw)?;
+    let stored_len = raw.trim().len();
     let params = if config.auto_params {
         let seed_url = format!("{}/cloud-init/{seed_id}/", settings.server_url);
         with_auto_params(
@@ -83,7 +87,11 @@ pub fn render_boot(
             &params,
         ))),
     };
-    Ok(RenderedBoot { params, script })
+    Ok(RenderedBoot {
+        params,
+        stored_len,
+        script,
+    })
 }
 
 /// Renders the NoCloud documents of a node whose merged meta-data is `meta`; without a
@@ -239,6 +247,7 @@ fn prepare_assigned(
         };
         per_mac.push(PreparedBoot {
             mac: *mac,
+            stored_len: rendered.stored_len,
             params,
             script: rendered.script,
         });
