@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod boot;
 pub mod client_addr;
+pub mod grub;
 mod instrument;
 mod log_limit;
 pub mod problem;
@@ -113,6 +114,12 @@ pub fn boot_router(state: boot::BootState, metrics: &Arc<Metrics>, limits: &Limi
             Endpoint::bootparameters,
             get(boot::bootparameters),
         ),
+        ("/grub.cfg", Endpoint::grub_bootstrap, get(grub::bootstrap)),
+        (
+            "/boot/v1/grub.cfg",
+            Endpoint::grub_config,
+            get(grub::config),
+        ),
         (
             "/cloud-init/{doc}",
             Endpoint::cloud_init,
@@ -176,7 +183,11 @@ pub async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_head_bytes.max(8192))
         .max_headers(limits.max_headers)
-        .keep_alive(true);
+        .keep_alive(true)
+        // GRUB's HTTP client finds `Content-Length:` only in this spelling (with hyper's
+        // lowercase it waits about two minutes and gives up); HTTP says names are
+        // case-insensitive, so every other client reads it too.
+        .title_case_headers(true);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {

@@ -12,7 +12,7 @@ use crate::meta::merge_meta;
 use crate::render::RenderError;
 use crate::render::params::check_one_line;
 use crate::render::template::{
-    self, BootView, NETWORK_CONFIG, NodeView, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA,
+    self, BootView, GRUB_SCRIPT, NETWORK_CONFIG, NodeView, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA,
 };
 use crate::render::template_set::{Sources, TemplateSet, UNDEFINED_PREFIX};
 use crate::secrets::Secrets;
@@ -76,6 +76,7 @@ impl CompiledBootConfig {
         let templates = TemplateSet::compile(&Sources {
             params: &spec.params,
             script: &spec.script,
+            grub_script: &spec.grub_script,
             user_data: ci.user_data.as_deref(),
             vendor_data: ci.vendor_data.as_deref(),
             network_config: ci.network_config.as_deref(),
@@ -153,7 +154,7 @@ impl CompiledBootConfig {
         }
         boot.params = params.as_deref().or(Some(""));
         let vars = template::variables(&node_vars, &boot);
-        for tname in [SCRIPT, USER_DATA, VENDOR_DATA, NETWORK_CONFIG] {
+        for tname in [SCRIPT, GRUB_SCRIPT, USER_DATA, VENDOR_DATA, NETWORK_CONFIG] {
             tolerate_undefined(self.render(tname, &vars))?;
         }
         Ok(())

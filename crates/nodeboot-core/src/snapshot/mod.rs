@@ -31,6 +31,8 @@ pub struct PreparedBoot {
     /// The rendered kernel parameters; for the default script, a slice of the script's bytes.
     pub params: Bytes,
     pub script: Script,
+    /// The GRUB config for this MAC, served as it is (`render::grub`).
+    pub grub: Bytes,
 }
 
 impl PreparedBoot {

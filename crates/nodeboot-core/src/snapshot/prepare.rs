@@ -10,11 +10,12 @@ use super::{NodeBoot, PreparedBoot, PreparedCloudInit, RenderFailure, ServedNode
 use crate::compile::CompiledBootConfig;
 use crate::crd::NodePhase;
 use crate::mac::Mac;
+use crate::render::grub;
 use crate::render::ipxe::{self, Script, WaitReason};
 use crate::render::params::{AutoParams, check_one_line, with_auto_params};
 use crate::render::template::{
-    self, BootView, LabelsRef, NETWORK_CONFIG, NodeVars, NodeView, PARAMS, SCRIPT, USER_DATA,
-    VENDOR_DATA,
+    self, BootView, GRUB_SCRIPT, LabelsRef, NETWORK_CONFIG, NodeVars, NodeView, PARAMS, SCRIPT,
+    USER_DATA, VENDOR_DATA,
 };
 use crate::render::{RenderError, RenderSettings, cloud_init};
 use crate::resolve::{Outcome, ResolvedNode};
@@ -29,6 +30,8 @@ pub const MAX_META_DATA_BYTES: usize = 64 * 1024;
 pub struct RenderedBoot {
     pub params: String,
     pub script: Script,
+    /// The GRUB config (`grubScript`, or the default one): served as it is.
+    pub grub: Bytes,
 }
 
 /// The NoCloud documents of a node, as rendered.
@@ -75,7 +78,8 @@ pub fn render_boot(
         raw.trim().to_owned()
     };
     boot.params = Some(&params);
-    let script = match config.render(SCRIPT, &template::variables(vars, &boot))? {
+    let vars = template::variables(vars, &boot);
+    let script = match config.render(SCRIPT, &vars)? {
         Some(custom) => Script::Custom(exact(custom)),
         None => Script::Default(exact(ipxe::default_head(
             &config.kernel,
@@ -83,7 +87,15 @@ pub fn render_boot(
             &params,
         ))),
     };
-    Ok(RenderedBoot { params, script })
+    let grub = exact(match config.render(GRUB_SCRIPT, &vars)? {
+        Some(custom) => custom,
+        None => grub::default_config(&config.kernel, config.initrd.as_deref(), &params),
+    });
+    Ok(RenderedBoot {
+        params,
+        script,
+        grub,
+    })
 }
 
 /// Renders the NoCloud documents of a node whose merged meta-data is `meta`; without a
@@ -241,6 +253,7 @@ fn prepare_assigned(
             mac: *mac,
             params,
             script: rendered.script,
+            grub: rendered.grub,
         });
     }
     let params = per_mac.first().map(PreparedBoot::params);
