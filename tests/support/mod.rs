@@ -7,6 +7,7 @@ pub mod apiserver;
 pub mod manifests;
 pub mod nodeboot;
 pub mod process;
+pub mod qemu;
 pub mod wait;
 
 pub use manifests::{examples, manifest_dir, rewrite};
