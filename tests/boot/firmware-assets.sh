@@ -25,8 +25,14 @@ if [ "$(id -u)" -eq 0 ]; then sandbox=(-o APT::Sandbox::User=root); fi
 # apt with a state of its own for RELEASE/ARCH: the machine's sources, lists and installed
 # packages are neither read nor changed.
 private_apt() {
-    local release=$1 arch=$2
-    shift 2
+    private_apt_tool apt-get "$@"
+}
+private_apt_cache() {
+    private_apt_tool apt-cache "$@"
+}
+private_apt_tool() {
+    local tool=$1 release=$2 arch=$3
+    shift 3
     local root="$CACHE/apt-$release-$arch"
     mkdir -p "$root/lists/partial" "$root/archives/partial" "$root/etc"
     : >"$root/status"
@@ -34,7 +40,7 @@ private_apt() {
         echo "deb [arch=$arch signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $release main" \
             >"$root/etc/sources.list"
     fi
-    apt-get -qq "${sandbox[@]}" \
+    "$tool" -qq "${sandbox[@]}" \
         -o Dir::Etc::SourceList="$root/etc/sources.list" -o Dir::Etc::SourceParts=/nonexistent \
         -o Dir::State::Lists="$root/lists" -o Dir::State::Status="$root/status" \
         -o Dir::Cache::Archives="$root/archives" -o Dir::Cache="$root/cache" \
@@ -67,7 +73,7 @@ fetch() {
 # A metapackage's concrete dependency (linux-image-arm64 -> linux-image-6.1.0-N-arm64).
 depends_of() {
     local release=$1 arch=$2 pkg=$3
-    private_apt "$release" "$arch" depends "$pkg" 2>/dev/null |
+    private_apt_cache "$release" "$arch" depends "$pkg" 2>/dev/null |
         awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
 }
 

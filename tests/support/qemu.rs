@@ -85,6 +85,23 @@ pub fn images() -> &'static Images {
     })
 }
 
+/// The arm64 images, beside the x86_64 ones under `arm64/`: Debian's arm64 cloud kernel and
+/// the same test initrd built with an arm64 busybox (tests/boot/firmware-assets.sh arm64).
+pub fn arm64_images() -> &'static Images {
+    static ARM64: OnceLock<()> = OnceLock::new();
+    let images = images();
+    ARM64.get_or_init(|| {
+        let fw = firmware_assets("arm64");
+        run_ok(
+            Command::new(format!("{REPO}/tests/boot/build-assets.sh"))
+                .arg(images.dir.join("arm64"))
+                .env("NODEBOOT_KERNEL_DIR", asset(&fw, "KERNEL_ARM64_PKG"))
+                .env("NODEBOOT_BUSYBOX", asset(&fw, "BUSYBOX_ARM64")),
+        );
+    });
+    images
+}
+
 fn run_ok(cmd: &mut Command) {
     let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(status.success(), "{cmd:?} failed: {status}");
