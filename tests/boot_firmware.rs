@@ -382,3 +382,72 @@ async fn arm64_uefi_grub_boots_the_arm64_bootconfig() {
     );
     assert_booted(&console, port, "x3003c0s0b0n1", 35, "nid000035", "aarch");
 }
+
+/// UEFI HTTP Boot, no TFTP and no iPXE build of the site's own: on a network of the test's
+/// own (tests/boot/http-boot.sh, run under `unshare --net`: a bridge and a tap, dnsmasq as
+/// the DHCP server), OVMF's HTTP Boot client gets Debian's snponly.efi by URL (vendor class
+/// HTTPClient), and that iPXE gets nodeboot's `/boot.ipxe` (user class iPXE). About 50 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn uefi_http_boot_through_dnsmasq_boots_a_node() {
+    let images = images();
+    let efi = images.dir.join("snponly.efi");
+    std::fs::copy("/usr/lib/ipxe/snponly.efi", &efi).expect("Debian's ipxe package");
+    let dir = manifest_dir(&[]);
+    std::fs::write(
+        dir.path().join("g.yaml"),
+        group("  - {name: x3004c0s0b0n0, macs: [\"52:54:00:00:30:05\"], nid: 36, hostname: nid000036}\n"),
+    )
+    .unwrap();
+    // Inside the test's network namespace the image server is 10.77.0.1:8000 and nodeboot
+    // 10.77.0.1:8080.
+    std::fs::write(
+        dir.path().join("bc.yaml"),
+        config(
+            "httpboot",
+            "{matchLabels: {role: compute}}",
+            "http://10.77.0.1:8000/signed/vmlinuz",
+            "http://10.77.0.1:8000/signed/initrd.img",
+        ),
+    )
+    .unwrap();
+    let log = Vm::log_path("http-boot");
+    let mut cmd = tokio::process::Command::new("unshare");
+    cmd.arg("--net")
+        .arg(format!("{}/tests/boot/http-boot.sh", support::REPO))
+        .args(["--nodeboot", env!("CARGO_BIN_EXE_nodeboot")])
+        .arg("--manifests")
+        .arg(dir.path())
+        .arg("--images")
+        .arg(&images.dir)
+        .args(["--mac", "52:54:00:00:30:05"])
+        .args(["--timeout", &BOOT_TIMEOUT_SECS.to_string()])
+        .arg("--log")
+        .arg(&log)
+        .arg("--stop-on-stdin-eof");
+    let console = Vm::run(cmd, log.clone()).await.finish().await;
+    assert!(
+        console.contains("Start HTTP Boot over IPv4")
+            && console.contains("URI: http://10.77.0.1:8000/snponly.efi"),
+        "{console}"
+    );
+    assert!(
+        console.contains("Filename: http://10.77.0.1:8080/boot.ipxe"),
+        "{console}"
+    );
+    let cmdline = block(&console, "CMDLINE");
+    assert!(cmdline.contains("BOOTIF=01-52-54-00-00-30-05"), "{cmdline}");
+    // assert_booted's seed URL is 10.0.2.2's: check the same things against 10.77.0.1.
+    assert!(
+        cmdline.contains("ds=nocloud-net;s=http://10.77.0.1:8080/cloud-init/x3004c0s0b0n0/")
+            && cmdline.contains("image=httpboot")
+            && cmdline.contains("nid=36"),
+        "{cmdline}"
+    );
+    let meta = block(&console, "META-DATA");
+    assert!(
+        meta.contains("instance-id: x3004c0s0b0n0") && meta.contains("image: httpboot"),
+        "{meta}"
+    );
+    assert!(block(&console, "USER-DATA").contains("hostname: nid000036"));
+    assert!(block(&console, "VENDOR-DATA").contains("bootcmd: [[echo, httpboot]]"));
+}

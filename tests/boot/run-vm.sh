@@ -11,6 +11,8 @@
 #   host's KVM.
 # --tftp DIR: QEMU's built-in TFTP serves DIR; --boot-url is then the boot file's name in it.
 # --no-rom: no iPXE option ROM on the NIC, so the firmware's own PXE stack boots.
+# --tap IFACE: the NIC is on tap IFACE (its DHCP server is the caller's) instead of QEMU's
+#   user-mode network; --boot-url is then ignored.
 # --rom: an iPXE ROM other than QEMU's default (Debian's efi-virtio.rom from
 #   ipxe-qemu, found via QEMU's data dirs); see the note at the -device line.
 # --stop-on-stdin-eof: stop the VM as soon as stdin reaches end of file. A
@@ -28,7 +30,7 @@ set -euo pipefail
 
 usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-MAC="" URL="" TIMEOUT="" LOG="" MEM=256 ROM="" STOP_ON_EOF=0 FIRMWARE=bios TFTP="" NO_ROM=0
+MAC="" URL="" TIMEOUT="" LOG="" MEM=256 ROM="" STOP_ON_EOF=0 FIRMWARE=bios TFTP="" NO_ROM=0 TAP=""
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
     --firmware) FIRMWARE=$2; shift 2 ;;
     --tftp) TFTP=$2; shift 2 ;;
     --no-rom) NO_ROM=1; shift ;;
+    --tap) TAP=$2; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
     -h | --help) usage ;;
     *) echo "run-vm: unknown argument $1" >&2; usage ;;
@@ -77,6 +80,7 @@ mkdir -p "$(dirname "$LOG")"
 #   reboots at once and QEMU exits instead of retrying every 60 s.
 NETDEV="user,id=n0,bootfile=$URL_ESC"
 if [ -n "$TFTP" ]; then NETDEV="$NETDEV,tftp=${TFTP//,/,,}"; fi
+if [ -n "$TAP" ]; then NETDEV="tap,id=n0,ifname=$TAP,script=no,downscript=no"; fi
 
 # UEFI variables are written by the firmware: each VM gets its own copy, removed at exit.
 VARS=""

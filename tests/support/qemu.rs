@@ -172,11 +172,16 @@ pub struct Vm {
 }
 
 impl Vm {
-    pub async fn start(mac: &str, name: &str, boot: &Boot) -> Vm {
-        let slot = VM_SLOTS.acquire().await.expect("semaphore");
+    /// The console log of VM `name`, removed if a former run left it.
+    pub fn log_path(name: &str) -> PathBuf {
         let log =
             std::env::temp_dir().join(format!("nodeboot-vm-{name}-{}.log", std::process::id()));
         let _ = std::fs::remove_file(&log);
+        log
+    }
+
+    pub async fn start(mac: &str, name: &str, boot: &Boot) -> Vm {
+        let log = Vm::log_path(name);
         let mut cmd = tokio::process::Command::new(format!("{REPO}/tests/boot/run-vm.sh"));
         cmd.args(["--mac", mac, "--firmware", boot.firmware])
             .args(["--boot-url", &boot.bootfile])
@@ -194,6 +199,13 @@ impl Vm {
         if !boot.extra.is_empty() {
             cmd.arg("--").args(&boot.extra);
         }
+        Vm::run(cmd, log).await
+    }
+
+    /// Runs `cmd` (run-vm.sh, or a script that ends in it, given `--stop-on-stdin-eof`),
+    /// which writes the console to `log`, in one of the VM slots.
+    pub async fn run(mut cmd: tokio::process::Command, log: PathBuf) -> Vm {
+        let slot = VM_SLOTS.acquire().await.expect("semaphore");
         let mut child = cmd
             .stdin(Stdio::piped())
             .kill_on_drop(true)
