@@ -25,10 +25,12 @@ pub enum Endpoint {
     grub_bootstrap,
     /// `/boot/v1/grub.cfg`
     grub_config,
+    /// `/firmware/{file}` (`--firmware-dir`)
+    firmware,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 7] = [
+    const ALL: [Endpoint; 8] = [
         Endpoint::bootstrap,
         Endpoint::bootscript,
         Endpoint::bootparameters,
@@ -36,6 +38,7 @@ impl Endpoint {
         Endpoint::other,
         Endpoint::grub_bootstrap,
         Endpoint::grub_config,
+        Endpoint::firmware,
     ];
 }
 

@@ -386,12 +386,17 @@ async fn arm64_uefi_grub_boots_the_arm64_bootconfig() {
 /// UEFI HTTP Boot, no TFTP and no iPXE build of the site's own: on a network of the test's
 /// own (tests/boot/http-boot.sh, run under `unshare --net`: a bridge and a tap, dnsmasq as
 /// the DHCP server), OVMF's HTTP Boot client gets Debian's snponly.efi by URL (vendor class
-/// HTTPClient), and that iPXE gets nodeboot's `/boot.ipxe` (user class iPXE). About 50 s.
+/// HTTPClient) from nodeboot's `--firmware-dir`, and that iPXE gets nodeboot's `/boot.ipxe`
+/// (user class iPXE). About 50 s.
 #[tokio::test(flavor = "multi_thread")]
 async fn uefi_http_boot_through_dnsmasq_boots_a_node() {
     let images = images();
-    let efi = images.dir.join("snponly.efi");
-    std::fs::copy("/usr/lib/ipxe/snponly.efi", &efi).expect("Debian's ipxe package");
+    let firmware = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        "/usr/lib/ipxe/snponly.efi",
+        firmware.path().join("snponly.efi"),
+    )
+    .expect("Debian's ipxe package");
     let dir = manifest_dir(&[]);
     std::fs::write(
         dir.path().join("g.yaml"),
@@ -419,6 +424,8 @@ async fn uefi_http_boot_through_dnsmasq_boots_a_node() {
         .arg(dir.path())
         .arg("--images")
         .arg(&images.dir)
+        .arg("--firmware-dir")
+        .arg(firmware.path())
         .args(["--mac", "52:54:00:00:30:05"])
         .args(["--timeout", &BOOT_TIMEOUT_SECS.to_string()])
         .arg("--log")
@@ -427,7 +434,7 @@ async fn uefi_http_boot_through_dnsmasq_boots_a_node() {
     let console = Vm::run(cmd, log.clone()).await.finish().await;
     assert!(
         console.contains("Start HTTP Boot over IPv4")
-            && console.contains("URI: http://10.77.0.1:8000/snponly.efi"),
+            && console.contains("URI: http://10.77.0.1:8080/firmware/snponly.efi"),
         "{console}"
     );
     assert!(

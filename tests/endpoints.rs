@@ -1146,11 +1146,7 @@ async fn grub_nodes_that_cannot_boot_get_200_and_wait_a_round() {
     for (path, want) in [
         (
             "/boot/v1/grub.cfg?mac=02:00:00:00:00:01",
-            wait(
-                "this node is in conflict, see its NodeGroup status",
-                0,
-                5,
-            ),
+            wait("this node is in conflict, see its NodeGroup status", 0, 5),
         ),
         (
             "/boot/v1/grub.cfg?name=n2&retry=3",
@@ -1175,10 +1171,7 @@ async fn grub_nodes_that_cannot_boot_get_200_and_wait_a_round() {
     );
     // What GRUB cannot act on is still a problem body (GRUB shows its status and the
     // bootstrap's loop asks again).
-    server
-        .get("/boot/v1/grub.cfg?mac=zz")
-        .await
-        .problem(400);
+    server.get("/boot/v1/grub.cfg?mac=zz").await.problem(400);
 }
 
 #[tokio::test]
@@ -1223,4 +1216,54 @@ async fn grub_script_templates_are_checked_for_grubs_syntax() {
     // The iPXE script of n1 is unchanged by grubScript.
     let script = server.get("/boot/v1/bootscript?name=n1").await.text();
     assert!(script.starts_with("#!ipxe\nkernel --name kernel http://img/a/vmlinuz"));
+}
+
+// ---- /firmware/ (--firmware-dir) ----
+
+#[tokio::test]
+async fn firmware_dir_serves_its_files_only_with_ranges() {
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("snponly.efi"), b"MZ-an-efi-binary").unwrap();
+    std::fs::create_dir(files.path().join("sub")).unwrap();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    let server = Server::examples();
+    let metrics = Metrics::new();
+    let router = nodeboot::http::firmware::mount(server.boot.clone(), Some(files.path()), &metrics);
+    let get = |path: &str, range: Option<&str>| {
+        let mut request = Request::builder().uri(path);
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(Peer(STRANGER.parse().unwrap()));
+        request
+    };
+    let reply = call(&router, get("/firmware/snponly.efi", None)).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "MZ-an-efi-binary")
+    );
+    let reply = call(&router, get("/firmware/snponly.efi", Some("bytes=3-5"))).await;
+    assert_eq!((reply.status, reply.body.as_str()), (206, "an-"));
+    let outside = format!(
+        "/firmware/../{}",
+        secret.path().file_name().unwrap().to_string_lossy()
+    );
+    for path in [outside.as_str(), "/firmware/nope.efi", "/firmware/sub/"] {
+        let reply = call(&router, get(path, None)).await;
+        assert!(
+            matches!(reply.status, 400 | 404),
+            "{path}: {}",
+            reply.status
+        );
+    }
+    // The other routes are still there.
+    assert!(
+        call(&router, get("/grub.cfg", None))
+            .await
+            .ok()
+            .contains("while true")
+    );
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod boot;
 pub mod client_addr;
+pub mod firmware;
 pub mod grub;
 mod instrument;
 mod log_limit;
@@ -57,6 +58,8 @@ pub struct ServerConfig {
     pub render: RenderSettings,
     pub access: AccessPolicy,
     pub limits: Limits,
+    /// Served at `/firmware/` on the boot listener (`--firmware-dir`), when set.
+    pub firmware_dir: Option<std::path::PathBuf>,
 }
 
 /// Limits on what one client may cost the server.
@@ -333,7 +336,15 @@ impl Listeners {
             ..limits
         };
         let routers = [
-            (boot, boot_router(boot_state, &metrics, &limits), limits),
+            (
+                boot,
+                firmware::mount(
+                    boot_router(boot_state, &metrics, &limits),
+                    config.firmware_dir.as_deref(),
+                    &metrics,
+                ),
+                limits,
+            ),
             (admin, admin_router(admin_state, &limits), admin_limits),
         ];
         let tasks = routers

@@ -4,23 +4,26 @@
 # makes a bridge (10.77.0.1/24) with a tap for QEMU, starts dnsmasq as the DHCP server,
 # an image server, and nodeboot, then boots OVMF with no option ROM, so the firmware's own
 # HTTP Boot client (vendor class HTTPClient) asks DHCP for a URL:
-#   firmware (HTTPClient) -> http://10.77.0.1:8000/snponly.efi (Debian's iPXE for UEFI)
+#   firmware (HTTPClient) -> http://10.77.0.1:8080/firmware/snponly.efi (Debian's iPXE for
+#                            UEFI, served by nodeboot from --firmware-dir)
 #   iPXE (user class iPXE) -> http://10.77.0.1:8080/boot.ipxe -> nodeboot's bootscript
 # Nothing here touches a real network: the namespace ends when this script does.
 #
 # Usage: unshare --net http-boot.sh --nodeboot BIN --manifests DIR --images DIR
-#            --mac MAC --timeout SECS --log FILE [--stop-on-stdin-eof]
-# DIR of --images is served at http://10.77.0.1:8000/ and must hold snponly.efi.
+#            --firmware-dir DIR --mac MAC --timeout SECS --log FILE [--stop-on-stdin-eof]
+# DIR of --images is served at http://10.77.0.1:8000/ (the site's image server); DIR of
+# --firmware-dir is nodeboot's --firmware-dir and must hold snponly.efi.
 # Exit status: run-vm.sh's. nodeboot's and dnsmasq's logs are written beside FILE.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-NODEBOOT="" MANIFESTS="" IMAGES="" MAC="" TIMEOUT="" LOG="" EOF_FLAG=()
+NODEBOOT="" MANIFESTS="" IMAGES="" FIRMWARE_DIR="" MAC="""" TIMEOUT="" LOG="" EOF_FLAG=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --nodeboot) NODEBOOT=$2; shift 2 ;;
     --manifests) MANIFESTS=$2; shift 2 ;;
     --images) IMAGES=$2; shift 2 ;;
+    --firmware-dir) FIRMWARE_DIR=$2; shift 2 ;;
     --mac) MAC=$2; shift 2 ;;
     --timeout) TIMEOUT=$2; shift 2 ;;
     --log) LOG=$2; shift 2 ;;
@@ -28,7 +31,7 @@ while [ $# -gt 0 ]; do
     *) echo "http-boot: unknown argument $1" >&2; exit 2 ;;
     esac
 done
-[ -n "$NODEBOOT" ] && [ -n "$MANIFESTS" ] && [ -n "$IMAGES" ] && [ -n "$MAC" ] &&
+[ -n "$NODEBOOT" ] && [ -n "$MANIFESTS" ] && [ -n "$IMAGES" ] && [ -n "$FIRMWARE_DIR" ] && [ -n "$MAC" ] &&
     [ -n "$TIMEOUT" ] && [ -n "$LOG" ] || { echo "http-boot: missing arguments" >&2; exit 2; }
 if [ "$(ip -o link show | grep -cv ': lo:')" -ne 0 ]; then
     echo "http-boot: run me in a network namespace of my own (unshare --net)" >&2
@@ -54,17 +57,17 @@ dnsmasq --no-daemon --port=0 --interface=br0 --bind-interfaces --dhcp-range=10.7
     --dhcp-vendorclass=set:http,HTTPClient --dhcp-userclass=set:ipxe,iPXE \
     --dhcp-option-force=tag:http,60,HTTPClient \
     --dhcp-boot=tag:ipxe,http://10.77.0.1:8080/boot.ipxe \
-    --dhcp-boot=tag:http,tag:!ipxe,http://10.77.0.1:8000/snponly.efi \
+    --dhcp-boot=tag:http,tag:!ipxe,http://10.77.0.1:8080/firmware/snponly.efi \
     >"$LOG.dnsmasq" 2>&1 &
 pids+=($!)
 python3 "$HERE/httpd.py" --root "$IMAGES" --port 8000 --bind 10.77.0.1 >/dev/null 2>&1 &
 pids+=($!)
 "$NODEBOOT" serve --manifests "$MANIFESTS" --listen 10.77.0.1:8080 --admin-listen 127.0.0.1:9090 \
-    --advertise-url http://10.77.0.1:8080 >"$LOG.nodeboot" 2>&1 &
+    --advertise-url http://10.77.0.1:8080 --firmware-dir "$FIRMWARE_DIR" >"$LOG.nodeboot" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
     if python3 -c 'import urllib.request as u; u.urlopen("http://10.77.0.1:8080/boot.ipxe", timeout=1)' 2>/dev/null &&
-        python3 -c 'import urllib.request as u; u.urlopen("http://10.77.0.1:8000/snponly.efi", timeout=1)' 2>/dev/null; then
+        python3 -c 'import urllib.request as u; u.urlopen("http://10.77.0.1:8000/", timeout=1)' 2>/dev/null; then
         break
     fi
     sleep 0.1
