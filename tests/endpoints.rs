@@ -1267,3 +1267,50 @@ async fn firmware_dir_serves_its_files_only_with_ranges() {
             .contains("while true")
     );
 }
+
+/// A node nodeboot does not know is chosen for by the arch its firmware reports: GRUB's
+/// bootstrap sends `arch=${grub_cpu}` (`x86_64`, `arm64`), iPXE `${buildarch}`.
+#[tokio::test]
+async fn grub_arch_from_the_firmware_picks_the_discovery_bootconfig() {
+    let discovery = |name: &str, arch: &str| {
+        config(
+            name,
+            0,
+            &format!("{{matchLabels: {{nodeboot.io/known: \"false\", nodeboot.io/arch: {arch}}}}}"),
+            "console=ttyS0",
+        )
+    };
+    let dir = manifest_dir(&[
+        (
+            "g.yaml",
+            &group("g", "  - {name: n1, macs: [\"02:00:00:00:00:01\"]}\n"),
+        ),
+        ("x.yaml", &discovery("disc-x86", "x86_64")),
+        ("a.yaml", &discovery("disc-arm", "arm64")),
+    ]);
+    let server = Server::new(dir.path(), source_check());
+    for (arch, image) in [
+        ("x86_64", "disc-x86"),
+        ("arm64", "disc-arm"),
+        ("aarch64", "disc-arm"),
+    ] {
+        let cfg = server
+            .get(&format!(
+                "/boot/v1/grub.cfg?mac=02:00:00:00:99:01&arch={arch}&retry=0"
+            ))
+            .await
+            .text();
+        assert!(
+            cfg.contains(&format!(
+                "if linux (http,img)/{image}/vmlinuz console=ttyS0 BOOTIF=01-02-00-00-00-99-01 "
+            )),
+            "{arch}: {cfg}"
+        );
+    }
+    // Without an arch no discovery BootConfig matches: the node waits.
+    let cfg = server
+        .get("/boot/v1/grub.cfg?mac=02:00:00:00:99:01")
+        .await
+        .text();
+    assert!(cfg.contains("set nodeboot_retry=1"), "{cfg}");
+}
