@@ -351,7 +351,7 @@ pub async fn cloud_init_by_source(
 
 pub async fn not_found(uri: axum::http::Uri) -> Response {
     Problem::not_found(format!(
-        "no such endpoint: {}; see /boot.ipxe, /boot/v1/bootscript, /boot/v1/bootparameters, /grub.cfg, /boot/v1/grub.cfg and /cloud-init/",
+        "no such endpoint: {}; see /boot.ipxe, /boot/v1/bootscript, /boot/v1/bootparameters and /cloud-init/",
         uri.path()
     ))
     .into_response()

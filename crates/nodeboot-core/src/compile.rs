@@ -42,6 +42,8 @@ pub struct CompiledBootConfig {
     pub kernel: String,
     pub initrd: Option<String>,
     pub auto_params: bool,
+    /// The default GRUB config's frame (`render::grub::DefaultConfig`).
+    pub grub_default: crate::render::grub::DefaultConfig,
     pub meta_data: MetaData,
     /// user-data from a Secret, served verbatim: never a template, so no template error message
     /// can ever quote secret material.
@@ -90,6 +92,10 @@ impl CompiledBootConfig {
             kernel: spec.kernel.clone(),
             initrd: spec.initrd.clone(),
             auto_params: spec.auto_params,
+            grub_default: crate::render::grub::DefaultConfig::new(
+                &spec.kernel,
+                spec.initrd.as_deref(),
+            ),
             meta_data: ci.meta_data,
             secret_user_data,
             templates,

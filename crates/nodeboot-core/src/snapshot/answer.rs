@@ -67,7 +67,8 @@ pub struct ReadyBoot<'a> {
     pub mac: Mac,
     pub params: &'a [u8],
     pub script: &'a Script,
-    pub grub: &'a Bytes,
+    /// The node's own GRUB config (`grubScript`), if any.
+    pub grub: Option<&'a Bytes>,
 }
 
 impl ReadyBoot<'_> {
@@ -169,7 +170,7 @@ fn decide<'a>(subject: &'a Subject<'_>, asked_mac: Option<Mac>) -> Decision<'a> 
                 mac: prepared.mac,
                 params: &prepared.params,
                 script: &prepared.script,
-                grub: &prepared.grub,
+                grub: prepared.grub.as_deref(),
             }),
             (NodeBoot::Wait(reason), _) => wait(
                 *reason,
@@ -187,7 +188,7 @@ fn decide<'a>(subject: &'a Subject<'_>, asked_mac: Option<Mac>) -> Decision<'a> 
                 mac: unknown.mac,
                 params: boot.params.as_bytes(),
                 script: &boot.script,
-                grub: &boot.grub,
+                grub: boot.grub.as_deref(),
             }),
             _ => wait(WaitReason::UnknownNode, NOT_READY),
         },
@@ -233,7 +234,10 @@ impl Answer<'_> {
     /// The GRUB config for `decision` (this answer's), when the caller has it already.
     pub fn grub_config_for(&self, decision: &Decision<'_>) -> Bytes {
         match decision {
-            Decision::Boot(boot) => boot.grub.clone(),
+            Decision::Boot(boot) => match boot.grub {
+                Some(custom) => custom.clone(),
+                None => Bytes::from(boot.config.grub_default.render(boot.params())),
+            },
             Decision::Wait { reason, .. } => Bytes::from(crate::render::grub::wait_config(
                 *reason,
                 self.query.retry,

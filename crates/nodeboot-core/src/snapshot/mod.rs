@@ -31,8 +31,8 @@ pub struct PreparedBoot {
     /// The rendered kernel parameters; for the default script, a slice of the script's bytes.
     pub params: Bytes,
     pub script: Script,
-    /// The GRUB config for this MAC, served as it is (`render::grub`).
-    pub grub: Bytes,
+    /// This MAC's own GRUB config (`grubScript`); none for the default (`render::grub`).
+    pub grub: Option<Box<Bytes>>,
 }
 
 impl PreparedBoot {

@@ -10,7 +10,6 @@ use super::{NodeBoot, PreparedBoot, PreparedCloudInit, RenderFailure, ServedNode
 use crate::compile::CompiledBootConfig;
 use crate::crd::NodePhase;
 use crate::mac::Mac;
-use crate::render::grub;
 use crate::render::ipxe::{self, Script, WaitReason};
 use crate::render::params::{AutoParams, check_one_line, with_auto_params};
 use crate::render::template::{
@@ -30,8 +29,9 @@ pub const MAX_META_DATA_BYTES: usize = 64 * 1024;
 pub struct RenderedBoot {
     pub params: String,
     pub script: Script,
-    /// The GRUB config (`grubScript`, or the default one): served as it is.
-    pub grub: Bytes,
+    /// The node's own GRUB config, when its BootConfig has a `grubScript`; the default one is
+    /// put together per request (`render::grub::DefaultConfig`). Boxed: most nodes have none.
+    pub grub: Option<Box<Bytes>>,
 }
 
 /// The NoCloud documents of a node, as rendered.
@@ -87,10 +87,9 @@ pub fn render_boot(
             &params,
         ))),
     };
-    let grub = exact(match config.render(GRUB_SCRIPT, &vars)? {
-        Some(custom) => custom,
-        None => grub::default_config(&config.kernel, config.initrd.as_deref(), &params),
-    });
+    let grub = config
+        .render(GRUB_SCRIPT, &vars)?
+        .map(|custom| Box::new(exact(custom)));
     Ok(RenderedBoot {
         params,
         script,
