@@ -153,8 +153,8 @@ pub fn bootstrap(settings: &RenderSettings) -> String {
 /// initrd over GRUB's HTTP (or TFTP) and boot; a failed step falls out to the bootstrap's loop,
 /// which asks again. Only the kernel parameters differ between nodes, and a node's are stored
 /// already (they are a slice of its iPXE script), so a request puts the config together from
-/// this frame and them: storing a second copy of every node's parameters would cost the
-/// snapshot about 45 MiB at 100,000 nodes.
+/// this frame and them: storing a second, quoted copy of every node's parameters would cost
+/// the snapshot some 45 MiB at 100,000 nodes (estimated: ~450 bytes a node, not measured).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DefaultConfig {
     /// Everything before the parameters, and everything after them.
