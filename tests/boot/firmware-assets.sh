@@ -61,7 +61,12 @@ fetch() {
         log "downloading $pkg ($release/$arch)"
         local tmp
         tmp=$(mktemp -d "$CACHE/dl.XXXXXX")
-        (cd "$tmp" && private_apt "$release" "$arch" download "$pkg")
+        if ! (cd "$tmp" && private_apt "$release" "$arch" download "$pkg"); then
+            # The lists may name a version the mirror no longer has: refresh them once.
+            log "download failed; refreshing the lists for $release/$arch"
+            private_apt "$release" "$arch" update
+            (cd "$tmp" && private_apt "$release" "$arch" download "$pkg")
+        fi
         rm -rf "$dir" && mkdir -p "$dir"
         dpkg -x "$tmp"/*.deb "$dir/root"
         rm -rf "$tmp"
