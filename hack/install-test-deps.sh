@@ -6,6 +6,11 @@
 set -euo pipefail
 
 PKGS=(qemu-system-x86 ipxe-qemu busybox-static cpio cloud-init iproute2)
+# Every firmware path (tests/boot_firmware.rs): OVMF (UEFI, Secure Boot with Microsoft's
+# keys), Debian's iPXE EFI builds (snponly.efi for HTTP Boot), the signed shim, arm64 QEMU
+# and its UEFI firmware, dnsmasq (DHCP for HTTP Boot), sbsigntool (an unsigned kernel
+# copy for the enforcement check) and grub-common (grub-mkimage for arm64's netboot GRUB).
+PKGS+=(ovmf ipxe shim-signed qemu-system-arm qemu-efi-aarch64 dnsmasq-base sbsigntool grub-common)
 missing=()
 for p in "${PKGS[@]}"; do
   if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then

@@ -166,6 +166,11 @@ pub struct ServeArgs {
     /// nodeboot_connections_refused_total. The open-files limit is raised to match at start.
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(16..=1_000_000), env = "NODEBOOT_MAX_CONNECTIONS")]
     pub max_connections: u32,
+
+    /// A directory whose files the boot listener serves at /firmware/ (for example Debian's
+    /// snponly.efi, which UEFI HTTP Boot firmware loads by URL); see docs/firmware.md.
+    #[arg(long, env = "NODEBOOT_FIRMWARE_DIR")]
+    pub firmware_dir: Option<std::path::PathBuf>,
 }
 
 /// Flags of every command that renders scripts: `serve`, `run` and `explain`.
@@ -237,6 +242,7 @@ impl ServeArgs {
                 max_connections: self.max_connections as usize,
                 ..Limits::default()
             },
+            firmware_dir: self.firmware_dir.clone(),
         })
     }
 }

@@ -21,15 +21,24 @@ pub enum Endpoint {
     bootparameters,
     cloud_init,
     other,
+    /// `/grub.cfg`
+    grub_bootstrap,
+    /// `/boot/v1/grub.cfg`
+    grub_config,
+    /// `/firmware/{file}` (`--firmware-dir`)
+    firmware,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 5] = [
+    const ALL: [Endpoint; 8] = [
         Endpoint::bootstrap,
         Endpoint::bootscript,
         Endpoint::bootparameters,
         Endpoint::cloud_init,
         Endpoint::other,
+        Endpoint::grub_bootstrap,
+        Endpoint::grub_config,
+        Endpoint::firmware,
     ];
 }
 

@@ -1119,3 +1119,242 @@ async fn node_report_says_what_a_node_gets_and_why() {
     assert_eq!(unassigned["phase"], "Unassigned");
     assert_eq!(unassigned["candidates"], json!([]));
 }
+
+// ---- GRUB (/grub.cfg and /boot/v1/grub.cfg) ----
+
+#[tokio::test]
+async fn grub_bootstrap_loops_sourcing_the_per_node_config_by_grubs_mac_and_cpu() {
+    let server = Server::examples();
+    assert_eq!(
+        server.get("/grub.cfg").await.text(),
+        "# nodeboot: asks for this node's GRUB configuration until one boots\n\
+         set nodeboot_retry=0\n\
+         set nodeboot_delay=5\n\
+         while true; do\n  \
+         source \"(http,boot.example:8080)/boot/v1/grub.cfg?mac=${net_default_mac}&arch=${grub_cpu}&retry=${nodeboot_retry}\"\n  \
+         sleep \"${nodeboot_delay}\"\n\
+         done\n"
+    );
+}
+
+#[tokio::test]
+async fn grub_config_of_a_node_boots_its_bootconfig_with_the_same_params() {
+    let server = Server::examples();
+    let want = "# nodeboot\n\
+         if linux (http,images.example)/rocky9/vmlinuz root=live:http://images.example/rocky9/rootfs.squashfs \
+         ip=dhcp console=ttyS0,115200 BOOTIF=01-02-00-00-00-10-00 xname=x1000c0s0b0n0 nid=1 \
+         'ds=nocloud-net;s=http://boot.example:8080/cloud-init/x1000c0s0b0n0/'; then\n  \
+         if initrd (http,images.example)/rocky9/initramfs.img; then\n    boot\n  fi\n\
+         fi\n\
+         echo 'nodeboot: boot failed, asking again'\n";
+    for path in [
+        // GRUB's own notation: lowercase with colons.
+        "/boot/v1/grub.cfg?mac=02:00:00:00:10:00&arch=x86_64&retry=0",
+        "/boot/v1/grub.cfg?mac=02-00-00-00-10-00",
+        "/boot/v1/grub.cfg?name=x1000c0s0b0n0",
+        "/boot/v1/grub.cfg?nid=1&retry=7",
+    ] {
+        assert_eq!(server.get(path).await.text(), want, "{path}");
+    }
+    // The same kernel command line as the iPXE script's, word for word.
+    let json = server
+        .get("/boot/v1/bootscript?mac=02:00:00:00:10:00&json=1")
+        .await
+        .json();
+    let params = json["params"].as_str().expect("params");
+    let grub_params = want
+        .lines()
+        .nth(1)
+        .and_then(|l| l.strip_prefix("if linux (http,images.example)/rocky9/vmlinuz "))
+        .and_then(|l| l.strip_suffix("; then"))
+        .expect("linux line")
+        .replace('\'', "");
+    assert_eq!(grub_params, params);
+    // The second MAC of a node boots with its own BOOTIF.
+    let second = server
+        .get("/boot/v1/grub.cfg?mac=02:00:00:00:20:11")
+        .await
+        .text();
+    assert!(second.contains(" BOOTIF=01-02-00-00-00-20-11 "), "{second}");
+}
+
+#[tokio::test]
+async fn grub_nodes_that_cannot_boot_get_200_and_wait_a_round() {
+    let server = Server::new(troubled_site().path(), source_check());
+    let wait = |why: &str, retry: u32, delay: u32| {
+        format!(
+            "# nodeboot\necho 'nodeboot: {why}, retrying in {delay}s'\nset nodeboot_retry={}\nset nodeboot_delay={delay}\n",
+            retry + 1
+        )
+    };
+    for (path, want) in [
+        (
+            "/boot/v1/grub.cfg?mac=02:00:00:00:00:01",
+            wait("this node is in conflict, see its NodeGroup status", 0, 5),
+        ),
+        (
+            "/boot/v1/grub.cfg?name=n2&retry=3",
+            wait("no BootConfig matches this node", 3, 20),
+        ),
+        (
+            "/boot/v1/grub.cfg?mac=02:00:00:00:99:99&retry=40",
+            wait("this node is in no NodeGroup", 40, 60),
+        ),
+        (
+            "/boot/v1/grub.cfg?nid=4",
+            wait("this node is in conflict, see its NodeGroup status", 0, 5),
+        ),
+    ] {
+        assert_eq!(server.get(path).await.text(), want, "{path}");
+    }
+    assert_eq!(
+        server
+            .metric("nodeboot_http_requests_total{endpoint=\"grub_config\",outcome=\"wait\"}")
+            .await,
+        4
+    );
+    // What GRUB cannot act on is still a problem body (GRUB shows its status and the
+    // bootstrap's loop asks again).
+    server.get("/boot/v1/grub.cfg?mac=zz").await.problem(400);
+}
+
+#[tokio::test]
+async fn grub_script_templates_are_checked_for_grubs_syntax() {
+    let bc = |name: &str, selector: &str, grub: &str| {
+        format!(
+            "{}  grubScript: {grub:?}\n",
+            config(name, 0, selector, "console=ttyS0")
+        )
+    };
+    let dir = manifest_dir(&[
+        (
+            "g.yaml",
+            &group(
+                "g",
+                "  - {name: n1, macs: [\"02:00:00:00:00:01\"], labels: {pool: a}, metaData: {disk: sda}}\n  - {name: n2, macs: [\"02:00:00:00:00:02\"], labels: {pool: a}, metaData: {disk: \"sda; reboot\"}}\n",
+            ),
+        ),
+        (
+            "a.yaml",
+            &bc(
+                "a",
+                "{matchLabels: {pool: a}}",
+                "linux {{ boot.kernel }} {{ boot.params }} root=/dev/{{ meta.disk }}\ninitrd {{ boot.initrd }}\nboot\n",
+            ),
+        ),
+    ]);
+    let server = Server::new(dir.path(), source_check());
+    assert_eq!(
+        server.get("/boot/v1/grub.cfg?name=n1").await.text(),
+        "linux (http,img)/a/vmlinuz console=ttyS0 BOOTIF=01-02-00-00-00-00-01 xname=n1 \
+         'ds=nocloud-net;s=http://boot.example:8080/cloud-init/n1/' root=/dev/sda\n\
+         initrd (http,img)/a/initrd\nboot\n"
+    );
+    // A value that would add a GRUB command fails n2's rendering: n2 waits, nothing is served
+    // with the value in it.
+    let n2 = server.get("/boot/v1/grub.cfg?name=n2").await.text();
+    assert!(
+        n2.contains("its BootConfig failed to render for it") && !n2.contains("reboot"),
+        "{n2}"
+    );
+    // The iPXE script of n1 is unchanged by grubScript.
+    let script = server.get("/boot/v1/bootscript?name=n1").await.text();
+    assert!(script.starts_with("#!ipxe\nkernel --name kernel http://img/a/vmlinuz"));
+}
+
+// ---- /firmware/ (--firmware-dir) ----
+
+#[tokio::test]
+async fn firmware_dir_serves_its_files_only_with_ranges() {
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("snponly.efi"), b"MZ-an-efi-binary").unwrap();
+    std::fs::create_dir(files.path().join("sub")).unwrap();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    let server = Server::examples();
+    let metrics = Metrics::new();
+    let router = nodeboot::http::firmware::mount(server.boot.clone(), Some(files.path()), &metrics);
+    let get = |path: &str, range: Option<&str>| {
+        let mut request = Request::builder().uri(path);
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(Peer(STRANGER.parse().unwrap()));
+        request
+    };
+    let reply = call(&router, get("/firmware/snponly.efi", None)).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "MZ-an-efi-binary")
+    );
+    let reply = call(&router, get("/firmware/snponly.efi", Some("bytes=3-5"))).await;
+    assert_eq!((reply.status, reply.body.as_str()), (206, "an-"));
+    let outside = format!(
+        "/firmware/../{}",
+        secret.path().file_name().unwrap().to_string_lossy()
+    );
+    for path in [outside.as_str(), "/firmware/nope.efi", "/firmware/sub/"] {
+        let reply = call(&router, get(path, None)).await;
+        assert!(
+            matches!(reply.status, 400 | 404),
+            "{path}: {}",
+            reply.status
+        );
+    }
+    // The other routes are still there.
+    assert!(
+        call(&router, get("/grub.cfg", None))
+            .await
+            .ok()
+            .contains("while true")
+    );
+}
+
+/// A node nodeboot does not know is chosen for by the arch its firmware reports: GRUB's
+/// bootstrap sends `arch=${grub_cpu}` (`x86_64`, `arm64`), iPXE `${buildarch}`.
+#[tokio::test]
+async fn grub_arch_from_the_firmware_picks_the_discovery_bootconfig() {
+    let discovery = |name: &str, arch: &str| {
+        config(
+            name,
+            0,
+            &format!("{{matchLabels: {{nodeboot.io/known: \"false\", nodeboot.io/arch: {arch}}}}}"),
+            "console=ttyS0",
+        )
+    };
+    let dir = manifest_dir(&[
+        (
+            "g.yaml",
+            &group("g", "  - {name: n1, macs: [\"02:00:00:00:00:01\"]}\n"),
+        ),
+        ("x.yaml", &discovery("disc-x86", "x86_64")),
+        ("a.yaml", &discovery("disc-arm", "arm64")),
+    ]);
+    let server = Server::new(dir.path(), source_check());
+    for (arch, image) in [
+        ("x86_64", "disc-x86"),
+        ("arm64", "disc-arm"),
+        ("aarch64", "disc-arm"),
+    ] {
+        let cfg = server
+            .get(&format!(
+                "/boot/v1/grub.cfg?mac=02:00:00:00:99:01&arch={arch}&retry=0"
+            ))
+            .await
+            .text();
+        assert!(
+            cfg.contains(&format!(
+                "if linux (http,img)/{image}/vmlinuz console=ttyS0 BOOTIF=01-02-00-00-00-99-01 "
+            )),
+            "{arch}: {cfg}"
+        );
+    }
+    // Without an arch no discovery BootConfig matches: the node waits.
+    let cfg = server
+        .get("/boot/v1/grub.cfg?mac=02:00:00:00:99:01")
+        .await
+        .text();
+    assert!(cfg.contains("set nodeboot_retry=1"), "{cfg}");
+}

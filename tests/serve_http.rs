@@ -690,3 +690,40 @@ async fn listen_queue_holds_a_storm_of_connections() {
         .unwrap_or(4096);
     assert_eq!(backlog, somaxconn.min(4096), "{line}");
 }
+
+/// GRUB's HTTP client finds `Content-Length:` only in exactly this spelling; with hyper's
+/// lowercase headers it waits about two minutes and gives up. Checked on the bytes the boot
+/// listener writes, for GRUB's two endpoints and one other.
+#[tokio::test]
+async fn boot_listener_writes_title_case_headers_for_grub() {
+    use std::io::{Read as _, Write as _};
+    let dir = examples();
+    let nb = Nodeboot::serve(dir.path(), &[]).await;
+    let addr = nb.boot.trim_start_matches("http://").to_owned();
+    for path in [
+        "/grub.cfg",
+        "/boot/v1/grub.cfg?mac=02:00:00:00:10:00",
+        "/boot/v1/grub.cfg?mac=02:00:00:00:99:99",
+        "/boot.ipxe",
+    ] {
+        // A blocking socket is fine here: the server is another process.
+        let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+        // As GRUB 2.12 asks: HTTP/1.1, a Host header, then it closes after the body.
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: GRUB 2.12\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read");
+        let raw = String::from_utf8(raw).expect("UTF-8 response");
+        let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {head}");
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap_or_else(|| panic!("{path}: no title-case Content-Length in\n{head}"));
+        assert_eq!(length.parse::<usize>().expect("a length"), body.len());
+        assert!(head.contains("\r\nContent-Type: text/plain"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
+    }
+}

@@ -34,6 +34,8 @@ pub struct BootShared {
     pub access: AccessPolicy,
     /// `/boot.ipxe`, rendered once: it depends only on the advertised URL.
     pub bootstrap: Bytes,
+    /// `/grub.cfg`, rendered once, like `/boot.ipxe`.
+    pub grub_bootstrap: Bytes,
     pub metrics: Arc<Metrics>,
     log_limit: LogLimit,
 }
@@ -57,6 +59,7 @@ impl BootState {
             snapshot,
             access,
             bootstrap: Bytes::from(nodeboot_core::render::ipxe::bootstrap(&render.server_url)),
+            grub_bootstrap: Bytes::from(nodeboot_core::render::grub::bootstrap(render)),
             metrics,
             log_limit: LogLimit::default(),
         }))
@@ -64,7 +67,7 @@ impl BootState {
 }
 
 impl BootShared {
-    fn warn(&self, kind: Warning, log: impl FnOnce(u64)) {
+    pub(super) fn warn(&self, kind: Warning, log: impl FnOnce(u64)) {
         self.log_limit.warn(kind, &self.metrics, log);
     }
 }
@@ -117,7 +120,7 @@ fn parse_identity(q: &BootQuery) -> Result<Identity, Problem> {
     ))
 }
 
-fn parse_query(
+pub(super) fn parse_query(
     query: Result<QueryParams<BootQuery>, QueryRejection>,
 ) -> Result<(BootQuery, Query), Problem> {
     let QueryParams(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
@@ -136,7 +139,7 @@ fn wants_json(q: &BootQuery) -> bool {
     matches!(present(&q.json), Some("1" | "true" | "yes"))
 }
 
-fn text(body: Bytes) -> Response {
+pub(super) fn text(body: Bytes) -> Response {
     (
         [
             (
@@ -151,17 +154,34 @@ fn text(body: Bytes) -> Response {
 }
 
 /// Marks a response as a node told to wait, for the request metrics.
-fn waiting(mut response: Response) -> Response {
+pub(super) fn waiting(mut response: Response) -> Response {
     response.extensions_mut().insert(Outcome::wait);
     response
 }
 
-fn respond(result: Result<Response, Problem>) -> Response {
+pub(super) fn respond(result: Result<Response, Problem>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn bootstrap(State(state): State<BootState>) -> Response {
     text(state.bootstrap.clone())
+}
+
+/// Logs (rate-limited) what is wrong with whom a boot request found.
+pub(super) fn warn_about(state: &BootState, q: &BootQuery, subject: &Subject<'_>) {
+    match subject {
+        Subject::Ambiguous => state.warn(Warning::Ambiguous, |suppressed| {
+            tracing::warn!(query = ?q, suppressed, "boot request for an identifier several nodes claim");
+        }),
+        Subject::Unknown(unknown) => {
+            if let Some(Err(error)) = &unknown.boot {
+                state.warn(Warning::DiscoveryFailed, |suppressed| {
+                    tracing::warn!(mac = %unknown.mac, %error, suppressed, "discovery BootConfig failed to render for an unknown node");
+                });
+            }
+        }
+        _ => {}
+    }
 }
 
 #[derive(Serialize)]
@@ -179,19 +199,7 @@ pub async fn bootscript(
         let (q, query) = parse_query(query)?;
         let snapshot = state.snapshot.load();
         let answer = snapshot.answer(&query);
-        match &answer.subject {
-            Subject::Ambiguous => state.warn(Warning::Ambiguous, |suppressed| {
-                tracing::warn!(query = ?q, suppressed, "bootscript for an identifier several nodes claim");
-            }),
-            Subject::Unknown(unknown) => {
-                if let Some(Err(error)) = &unknown.boot {
-                    state.warn(Warning::DiscoveryFailed, |suppressed| {
-                        tracing::warn!(mac = %unknown.mac, %error, suppressed, "discovery BootConfig failed to render for an unknown node");
-                    });
-                }
-            }
-            _ => {}
-        }
+        warn_about(&state, &q, &answer.subject);
         let decision = answer.decision();
         match (&decision, wants_json(&q)) {
             (Decision::Boot(boot), true) => Ok(Json(BootJson {

@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod boot;
 pub mod client_addr;
+pub mod firmware;
+pub mod grub;
 mod instrument;
 mod log_limit;
 pub mod openchami;
@@ -57,6 +59,8 @@ pub struct ServerConfig {
     pub render: RenderSettings,
     pub access: AccessPolicy,
     pub limits: Limits,
+    /// Served at `/firmware/` on the boot listener (`--firmware-dir`), when set.
+    pub firmware_dir: Option<std::path::PathBuf>,
 }
 
 /// Limits on what one client may cost the server.
@@ -149,6 +153,12 @@ pub fn boot_router(state: boot::BootState, metrics: &Arc<Metrics>, limits: &Limi
             Endpoint::other,
             get(openchami::cloud_init_version),
         ),
+        ("/grub.cfg", Endpoint::grub_bootstrap, get(grub::bootstrap)),
+        (
+            "/boot/v1/grub.cfg",
+            Endpoint::grub_config,
+            get(grub::config),
+        ),
         (
             "/cloud-init/{doc}",
             Endpoint::cloud_init,
@@ -217,7 +227,11 @@ pub async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_head_bytes.max(8192))
         .max_headers(limits.max_headers)
-        .keep_alive(true);
+        .keep_alive(true)
+        // GRUB's HTTP client finds `Content-Length:` only in this spelling (with hyper's
+        // lowercase it waits about two minutes and gives up); HTTP says names are
+        // case-insensitive, so every other client reads it too.
+        .title_case_headers(true);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -363,7 +377,15 @@ impl Listeners {
             ..limits
         };
         let routers = [
-            (boot, boot_router(boot_state, &metrics, &limits), limits),
+            (
+                boot,
+                firmware::mount(
+                    boot_router(boot_state, &metrics, &limits),
+                    config.firmware_dir.as_deref(),
+                    &metrics,
+                ),
+                limits,
+            ),
             (admin, admin_router(admin_state, &limits), admin_limits),
         ];
         let tasks = routers

@@ -95,6 +95,8 @@ struct EitherSpec {
     auto_params: Option<bool>,
     #[serde(default)]
     script: String,
+    #[serde(default)]
+    grub_script: String,
     cloud_init: Option<nodeboot_core::crd::CloudInit>,
 }
 
@@ -141,6 +143,7 @@ fn parse_file_typed(text: &str) -> Option<Vec<Object>> {
                     params: spec.params,
                     auto_params: spec.auto_params.unwrap_or(true),
                     script: spec.script,
+                    grub_script: spec.grub_script,
                     cloud_init: spec.cloud_init,
                 },
                 status: None,

@@ -252,6 +252,7 @@ mod tests {
             render: settings.clone(),
             access: AccessPolicy::default(),
             limits: Limits::default(),
+            firmware_dir: None,
         };
         let site = example_site();
         let mut smaller = site.clone();

@@ -11,6 +11,10 @@
 # Env: NODEBOOT_KERNEL_PKG (default linux-image-cloud-amd64, a metapackage or a
 # concrete linux-image-* package), NODEBOOT_BOOT_REFRESH=1 to re-resolve the
 # kernel package against the apt lists.
+# For another architecture (tests/boot/firmware-assets.sh fetches its packages):
+# NODEBOOT_KERNEL_DIR, an unpacked kernel package used instead of downloading one, and
+# NODEBOOT_BUSYBOX, a static busybox of that architecture (applets are listed with the
+# host's busybox, the same Debian version).
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -43,12 +47,17 @@ resolve_kernel_pkg() {
 }
 
 kstamp="$CACHE/kernel-$KPKG_WANT.pkg"   # remembers which concrete package we use
-if [ ! -s "$kstamp" ] || [ "${NODEBOOT_BOOT_REFRESH:-0}" = 1 ]; then
-    resolve_kernel_pkg "$KPKG_WANT" >"$kstamp.tmp"
-    mv "$kstamp.tmp" "$kstamp"
+if [ -n "${NODEBOOT_KERNEL_DIR:-}" ]; then
+    KDIR=$NODEBOOT_KERNEL_DIR
+    KPKG=${KDIR##*/}
+else
+    if [ ! -s "$kstamp" ] || [ "${NODEBOOT_BOOT_REFRESH:-0}" = 1 ]; then
+        resolve_kernel_pkg "$KPKG_WANT" >"$kstamp.tmp"
+        mv "$kstamp.tmp" "$kstamp"
+    fi
+    KPKG=$(cat "$kstamp")
+    KDIR="$CACHE/kernel/$KPKG"
 fi
-KPKG=$(cat "$kstamp")
-KDIR="$CACHE/kernel/$KPKG"
 if [ ! -e "$KDIR/.done" ]; then
     log "downloading and extracting $KPKG"
     tmp=$(mktemp -d "$CACHE/dl.XXXXXX")
@@ -66,8 +75,10 @@ KVER=${VMLINUZ##*/vmlinuz-}
 MODROOT="$KDIR/root/lib/modules/$KVER"
 
 # ---------------------------------------------------------------- initrd ----
-BUSYBOX=/bin/busybox
-[ -x "$BUSYBOX" ] || { log "missing $BUSYBOX (busybox-static)"; exit 1; }
+HOST_BUSYBOX=/bin/busybox
+BUSYBOX=${NODEBOOT_BUSYBOX:-$HOST_BUSYBOX}
+[ -x "$HOST_BUSYBOX" ] || { log "missing $HOST_BUSYBOX (busybox-static)"; exit 1; }
+[ -r "$BUSYBOX" ] || { log "missing $BUSYBOX"; exit 1; }
 
 # Stage the initrd tree in a temp dir, then hash it to find a cached image.
 stage=$(mktemp -d "$CACHE/stage.XXXXXX")
@@ -76,7 +87,7 @@ chmod 755 "$stage"
 mkdir -p "$stage"/{bin,sbin,etc,proc,sys,dev,tmp,run,lib/modules,usr/bin,usr/sbin}
 cp "$BUSYBOX" "$stage/bin/busybox"
 # Applet symlinks at build time so /init can rely on plain command names.
-for a in $("$BUSYBOX" --list); do
+for a in $("$HOST_BUSYBOX" --list); do
     [ "$a" = busybox ] || ln -sf busybox "$stage/bin/$a"
 done
 

@@ -3,7 +3,16 @@
 #
 # Usage: run-vm.sh --mac MAC --boot-url URL --timeout SECS --log FILE
 #                  [--memory MB] [--rom PATH] [--stop-on-stdin-eof]
+#                  [--firmware bios|ovmf|ovmf-secure|aavmf] [--tftp DIR] [--no-rom]
 #                  [-- EXTRA-QEMU-ARGS...]
+# --firmware: bios (SeaBIOS, default); ovmf (UEFI, Debian's ovmf); ovmf-secure (OVMF
+#   with Secure Boot on and Microsoft's keys enrolled: q35 with SMM); aavmf (arm64 UEFI,
+#   qemu-system-aarch64 -M virt). UEFI guests always run under TCG: OVMF fails under this
+#   host's KVM.
+# --tftp DIR: QEMU's built-in TFTP serves DIR; --boot-url is then the boot file's name in it.
+# --no-rom: no iPXE option ROM on the NIC, so the firmware's own PXE stack boots.
+# --tap IFACE: the NIC is on tap IFACE (its DHCP server is the caller's) instead of QEMU's
+#   user-mode network; --boot-url is then ignored.
 # --rom: an iPXE ROM other than QEMU's default (Debian's efi-virtio.rom from
 #   ipxe-qemu, found via QEMU's data dirs); see the note at the -device line.
 # --stop-on-stdin-eof: stop the VM as soon as stdin reaches end of file. A
@@ -21,7 +30,7 @@ set -euo pipefail
 
 usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-MAC="" URL="" TIMEOUT="" LOG="" MEM=256 ROM="" STOP_ON_EOF=0
+MAC="" URL="" TIMEOUT="" LOG="" MEM=256 ROM="" STOP_ON_EOF=0 FIRMWARE=bios TFTP="" NO_ROM=0 TAP=""
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -32,6 +41,10 @@ while [ $# -gt 0 ]; do
     --memory) MEM=$2; shift 2 ;;
     --rom) ROM=$2; shift 2 ;;
     --stop-on-stdin-eof) STOP_ON_EOF=1; shift ;;
+    --firmware) FIRMWARE=$2; shift 2 ;;
+    --tftp) TFTP=$2; shift 2 ;;
+    --no-rom) NO_ROM=1; shift ;;
+    --tap) TAP=$2; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
     -h | --help) usage ;;
     *) echo "run-vm: unknown argument $1" >&2; usage ;;
@@ -48,7 +61,9 @@ URL_ESC=${URL//,/,,}
 # silently skips it ("No bootable device"). So: no romfile= by default, and
 # with --rom make the device modern-only so the ids match.
 NIC="virtio-net-pci,netdev=n0,mac=$MAC"
-if [ -n "$ROM" ]; then
+if [ "$NO_ROM" = 1 ]; then
+    NIC="$NIC,romfile="
+elif [ -n "$ROM" ]; then
     [ -r "$ROM" ] || { echo "run-vm: ROM $ROM not readable" >&2; exit 2; }
     NIC="$NIC,romfile=$ROM,disable-legacy=on,disable-modern=off"
 fi
@@ -63,14 +78,54 @@ mkdir -p "$(dirname "$LOG")"
 #   so iPXE's messages land in LOG before the kernel's console=ttyS0 ones.
 # -boot order=n,reboot-timeout=0 + -no-reboot: if iPXE gives up, SeaBIOS
 #   reboots at once and QEMU exits instead of retrying every 60 s.
-cmd=(qemu-system-x86_64
-    -accel "${NODEBOOT_QEMU_ACCEL:-tcg}"
-    -machine "pc,graphics=off" -m "$MEM" -smp 1
+NETDEV="user,id=n0,bootfile=$URL_ESC"
+if [ -n "$TFTP" ]; then NETDEV="$NETDEV,tftp=${TFTP//,/,,}"; fi
+if [ -n "$TAP" ]; then NETDEV="tap,id=n0,ifname=$TAP,script=no,downscript=no"; fi
+
+# UEFI variables are written by the firmware: each VM gets its own copy, removed at exit.
+VARS=""
+trap '[ -z "$VARS" ] || rm -f "$VARS"' EXIT
+uefi_flash() {
+    VARS=$(mktemp "${TMPDIR:-/tmp}/nodeboot-vars.XXXXXX")
+    cp "$2" "$VARS"
+    FLASH=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$1"
+        -drive "if=pflash,format=raw,unit=1,file=$VARS")
+}
+SYSTEM=qemu-system-x86_64
+ACCEL=${NODEBOOT_QEMU_ACCEL:-tcg}
+FLASH=()
+case "$FIRMWARE" in
+bios) MACHINE=(-machine "pc,graphics=off" -boot "order=n,reboot-timeout=0") ;;
+ovmf)
+    ACCEL=tcg
+    uefi_flash /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd
+    MACHINE=(-machine q35)
+    NIC="$NIC,bootindex=1"
+    ;;
+ovmf-secure)
+    ACCEL=tcg
+    # The Secure Boot build needs SMM, and its variable store must only be writable from SMM.
+    uefi_flash /usr/share/OVMF/OVMF_CODE_4M.ms.fd /usr/share/OVMF/OVMF_VARS_4M.ms.fd
+    MACHINE=(-machine "q35,smm=on" -global driver=cfi.pflash01,property=secure,value=on)
+    NIC="$NIC,bootindex=1"
+    ;;
+aavmf)
+    ACCEL=tcg
+    SYSTEM=qemu-system-aarch64
+    uefi_flash /usr/share/AAVMF/AAVMF_CODE.fd /usr/share/AAVMF/AAVMF_VARS.fd
+    MACHINE=(-machine virt -cpu cortex-a57)
+    NIC="$NIC,bootindex=1"
+    ;;
+*) echo "run-vm: unknown firmware $FIRMWARE" >&2; exit 2 ;;
+esac
+
+cmd=("$SYSTEM"
+    -accel "$ACCEL"
+    "${MACHINE[@]}" "${FLASH[@]}" -m "$MEM" -smp 1
     -nodefaults -display none -no-reboot
     -chardev "file,id=con0,path=$LOG" -serial chardev:con0
-    -netdev "user,id=n0,bootfile=$URL_ESC"
+    -netdev "$NETDEV"
     -device "$NIC"
-    -boot "order=n,reboot-timeout=0"
     "${EXTRA[@]}")
 
 start=$(date +%s.%N)

@@ -8,6 +8,7 @@ pub mod manifests;
 pub mod nodeboot;
 pub mod openchami;
 pub mod process;
+pub mod qemu;
 pub mod wait;
 
 pub use manifests::{examples, manifest_dir, rewrite};

@@ -62,6 +62,7 @@ fn config(name: &str, priority: i32, selector: LabelSelector) -> BootConfig {
             ),
             auto_params: true,
             script: String::new(),
+            grub_script: String::new(),
             cloud_init: Some(CloudInit {
                 meta_data: [("image".to_owned(), serde_json::Value::from(name))].into(),
                 user_data: Some(

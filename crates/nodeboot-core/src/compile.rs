@@ -12,7 +12,7 @@ use crate::meta::merge_meta;
 use crate::render::RenderError;
 use crate::render::params::check_one_line;
 use crate::render::template::{
-    self, BootView, NETWORK_CONFIG, NodeView, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA,
+    self, BootView, GRUB_SCRIPT, NETWORK_CONFIG, NodeView, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA,
 };
 use crate::render::template_set::{Sources, TemplateSet, UNDEFINED_PREFIX};
 use crate::secrets::Secrets;
@@ -42,6 +42,8 @@ pub struct CompiledBootConfig {
     pub kernel: String,
     pub initrd: Option<String>,
     pub auto_params: bool,
+    /// The default GRUB config's frame (`render::grub::DefaultConfig`).
+    pub grub_default: crate::render::grub::DefaultConfig,
     pub meta_data: MetaData,
     /// user-data from a Secret, served verbatim: never a template, so no template error message
     /// can ever quote secret material.
@@ -76,6 +78,7 @@ impl CompiledBootConfig {
         let templates = TemplateSet::compile(&Sources {
             params: &spec.params,
             script: &spec.script,
+            grub_script: &spec.grub_script,
             user_data: ci.user_data.as_deref(),
             vendor_data: ci.vendor_data.as_deref(),
             network_config: ci.network_config.as_deref(),
@@ -89,6 +92,10 @@ impl CompiledBootConfig {
             kernel: spec.kernel.clone(),
             initrd: spec.initrd.clone(),
             auto_params: spec.auto_params,
+            grub_default: crate::render::grub::DefaultConfig::new(
+                &spec.kernel,
+                spec.initrd.as_deref(),
+            ),
             meta_data: ci.meta_data,
             secret_user_data,
             templates,
@@ -153,7 +160,7 @@ impl CompiledBootConfig {
         }
         boot.params = params.as_deref().or(Some(""));
         let vars = template::variables(&node_vars, &boot);
-        for tname in [SCRIPT, USER_DATA, VENDOR_DATA, NETWORK_CONFIG] {
+        for tname in [SCRIPT, GRUB_SCRIPT, USER_DATA, VENDOR_DATA, NETWORK_CONFIG] {
             tolerate_undefined(self.render(tname, &vars))?;
         }
         Ok(())

@@ -74,6 +74,12 @@ pub struct BootConfigSpec {
     #[schemars(schema_with = "schema::template")]
     pub script: String,
 
+    /// A whole GRUB config template that replaces the default GRUB config (served at
+    /// /boot/v1/grub.cfg); `boot.kernel` and `boot.initrd` are written as GRUB devices there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(schema_with = "schema::template")]
+    pub grub_script: String,
+
     /// cloud-init NoCloud data for matched nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_init: Option<CloudInit>,

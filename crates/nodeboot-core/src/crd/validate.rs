@@ -174,6 +174,7 @@ pub fn validate_boot_config(spec: &BootConfigSpec) -> Result<(), SpecError> {
     }
     check_chars("spec.params", &spec.params, MAX_TEMPLATE_CHARS)?;
     check_chars("spec.script", &spec.script, MAX_TEMPLATE_CHARS)?;
+    check_chars("spec.grubScript", &spec.grub_script, MAX_TEMPLATE_CHARS)?;
     // The schema refuses bad operators, keys and values; so does this.
     crate::selector::Selector::compile(spec.node_selector.as_ref())
         .map_err(|e| err("spec.nodeSelector", e.to_string()))?;

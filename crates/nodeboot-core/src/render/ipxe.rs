@@ -25,7 +25,8 @@ pub enum WaitReason {
 }
 
 impl WaitReason {
-    fn text(self) -> &'static str {
+    /// Fixed text for the node's console.
+    pub fn text(self) -> &'static str {
         match self {
             WaitReason::UnknownNode => "this node is in no NodeGroup",
             WaitReason::Unassigned => "no BootConfig matches this node",

@@ -3,6 +3,7 @@
 //! A compiled BootConfig (`compile`) and the snapshot (`snapshot`) put them together.
 
 pub mod cloud_init;
+pub mod grub;
 pub mod ipxe;
 pub mod params;
 mod settings;

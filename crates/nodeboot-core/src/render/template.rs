@@ -18,6 +18,8 @@ use crate::mac::Mac;
 
 pub const PARAMS: &str = "params";
 pub const SCRIPT: &str = "script";
+/// `spec.grubScript`: a whole GRUB config, as `script` is for iPXE.
+pub const GRUB_SCRIPT: &str = "grubScript";
 pub const USER_DATA: &str = "user-data";
 pub const VENDOR_DATA: &str = "vendor-data";
 pub const NETWORK_CONFIG: &str = "network-config";
@@ -47,6 +49,9 @@ pub enum Dialect {
     Shape,
     /// Other user-data and vendor-data (shell scripts, say): values may not break a line.
     Text,
+    /// `grubScript`: values may not carry anything GRUB splits, expands, quotes or globs;
+    /// nodeboot's own values are quoted for GRUB, URLs written as GRUB devices.
+    Grub,
 }
 
 /// An interpolated value that breaks the document's rule.
@@ -104,6 +109,9 @@ fn format_value(
     // Values nodeboot checked itself (URLs at compile time, params after rendering): safe for
     // iPXE, but in YAML they are values like any other (params carry inventory values).
     if let Some(checked) = value.downcast_object_ref::<Checked>() {
+        if dialect == Dialect::Grub {
+            return write_value(out, &checked.for_grub()?);
+        }
         match dialect {
             Dialect::Shape => return write_value(out, &shape_token(state, false)),
             Dialect::Yaml if !is_plain_safe(&checked.0) => {
@@ -121,6 +129,16 @@ fn format_value(
                     &text,
                     &format!(
                         "an iPXE script: it contains {bad:?} (white space, control characters and |&;#$\"'\\ are refused)"
+                    ),
+                ));
+            }
+        }
+        Dialect::Grub => {
+            if let Some(bad) = text.chars().find(|c| super::grub::grub_unsafe_char(*c)) {
+                return Err(refused(
+                    &text,
+                    &format!(
+                        "a GRUB config: it contains {bad:?} (white space, control characters and ;&|<>{{}}$\"'\\#*?[]` are refused)"
                     ),
                 ));
             }
@@ -203,9 +221,31 @@ pub fn new_environment(dialect: Dialect) -> Environment<'static> {
     env
 }
 
-/// A value nodeboot checked itself: written as it is in every dialect.
+/// A value nodeboot checked itself: written as it is in every dialect but GRUB's, where it is
+/// quoted word by word and, when it is a URL, written as a GRUB device (`(http,host:port)/path`).
 #[derive(Debug)]
-struct Checked(String);
+struct Checked(String, CheckedKind);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CheckedKind {
+    Text,
+    Url,
+}
+
+impl Checked {
+    fn for_grub(&self) -> Result<String, Error> {
+        let mut out = String::with_capacity(self.0.len() + 8);
+        match self.1 {
+            CheckedKind::Text => super::grub::quote_words(&self.0, &mut out),
+            CheckedKind::Url => {
+                let device = super::grub::device_path(&self.0)
+                    .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+                out.push_str(&super::grub::quote(&device));
+            }
+        }
+        Ok(out)
+    }
+}
 
 impl Object for Checked {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
@@ -327,17 +367,18 @@ pub struct BootView<'a> {
 }
 
 pub fn variables(vars: &NodeVars, boot: &BootView<'_>) -> Value {
-    let safe = |s: &str| Value::from_object(Checked(s.to_owned()));
+    let safe = |s: &str| Value::from_object(Checked(s.to_owned(), CheckedKind::Text));
+    let url = |s: &str| Value::from_object(Checked(s.to_owned(), CheckedKind::Url));
     context! {
         node => vars.node.clone(),
         meta => vars.meta.clone(),
         boot => context! {
             config => boot.config,
-            kernel => safe(boot.kernel),
-            initrd => boot.initrd.map(safe),
+            kernel => url(boot.kernel),
+            initrd => boot.initrd.map(url),
             params => boot.params.map(safe),
         },
-        server => context! { url => safe(boot.server_url) },
+        server => context! { url => url(boot.server_url) },
     }
 }
 
@@ -538,6 +579,43 @@ mod tests {
         assert_eq!(
             out,
             "a: nodeboot-value-0\nb: 3\nc: nodeboot-value-1\nd: nodeboot-value-2\ne: \"nodeboot-value-3\"\nf: nodeboot-value-4\n"
+        );
+    }
+
+    #[test]
+    fn grub_templates_refuse_values_and_quote_nodeboots_own() {
+        let render_grub = |template: &str, meta: serde_json::Value| {
+            let mut env = new_environment(Dialect::Grub);
+            env.add_template_owned(GRUB_SCRIPT, template.to_owned())
+                .unwrap();
+            env.get_template(GRUB_SCRIPT)
+                .unwrap()
+                .render(sample_vars(&meta))
+        };
+        for evil in [
+            "a;reboot",
+            "a&b",
+            "x\nreboot",
+            "${root}",
+            "a b",
+            "'q'",
+            "#c",
+            "*",
+            "{x}",
+        ] {
+            for form in ["{{ meta.v }}", "{{ meta.v|safe }}", "{{ meta.v|e }}"] {
+                let got = render_grub(&format!("linux k {form}\n"), serde_json::json!({"v": evil}));
+                assert!(got.is_err(), "{form} with {evil:?} was accepted: {got:?}");
+            }
+        }
+        let out = render_grub(
+            "linux {{ boot.kernel }} {{ boot.params }} n={{ node.name }}\nsource {{ server.url }}/x\n",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "linux (http,k) console=ttyS0 quiet n=x1000c0s0b0n0\nsource (http,10.0.0.1:8080)/x\n"
         );
     }
 

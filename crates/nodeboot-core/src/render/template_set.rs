@@ -12,7 +12,8 @@ use super::RenderError;
 use super::cloud_init::CLOUD_CONFIG_HEADER;
 use super::shape::{Shape, yaml_shape};
 use super::template::{
-    Dialect, NETWORK_CONFIG, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA, YAML_UNSAFE, new_environment,
+    Dialect, GRUB_SCRIPT, NETWORK_CONFIG, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA, YAML_UNSAFE,
+    new_environment,
 };
 
 /// The most one rendering of `params` may produce: a kernel command line is at most a few KiB.
@@ -42,6 +43,7 @@ const MAX_CACHED_SHAPES: usize = 256;
 pub struct Sources<'a> {
     pub params: &'a str,
     pub script: &'a str,
+    pub grub_script: &'a str,
     pub user_data: Option<&'a str>,
     pub vendor_data: Option<&'a str>,
     pub network_config: Option<&'a str>,
@@ -52,6 +54,7 @@ pub struct TemplateSet {
     yaml: Environment<'static>,
     shape: Environment<'static>,
     text: Environment<'static>,
+    grub: Environment<'static>,
     /// The templates there are, with their dialect.
     dialects: Vec<(&'static str, Dialect)>,
     /// Structure of each distinct shape rendering seen so far, by a keyed hash of its text.
@@ -145,6 +148,7 @@ impl TemplateSet {
             yaml: new_environment(Dialect::Yaml),
             shape: new_environment(Dialect::Shape),
             text: new_environment(Dialect::Text),
+            grub: new_environment(Dialect::Grub),
             dialects: Vec::new(),
             shapes: Mutex::default(),
         };
@@ -158,6 +162,7 @@ impl TemplateSet {
         let wanted = [
             (PARAMS, Some(sources.params), Dialect::Ipxe),
             (SCRIPT, Some(sources.script), Dialect::Ipxe),
+            (GRUB_SCRIPT, Some(sources.grub_script), Dialect::Grub),
             (
                 USER_DATA,
                 sources.user_data,
@@ -182,6 +187,7 @@ impl TemplateSet {
             match dialect {
                 Dialect::Ipxe => add(&mut set.ipxe)?,
                 Dialect::Text => add(&mut set.text)?,
+                Dialect::Grub => add(&mut set.grub)?,
                 Dialect::Yaml | Dialect::Shape => {
                     add(&mut set.yaml)?;
                     add(&mut set.shape)?;
@@ -220,6 +226,7 @@ impl TemplateSet {
         let env = match dialect {
             Dialect::Ipxe => &self.ipxe,
             Dialect::Text => &self.text,
+            Dialect::Grub => &self.grub,
             Dialect::Yaml | Dialect::Shape => &self.yaml,
         };
         // The shape rendering first: it is dropped before the document is made, so its memory
@@ -415,6 +422,31 @@ mod tests {
                 if let Ok(Some(out)) = set.render(template, &vars) {
                     proptest::prop_assert_eq!(separators(&out), separators(literal), "{}", out);
                 }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a value holds, it adds nothing GRUB would read as a new command, argument
+        /// or variable: the output has exactly the template's own separators.
+        #[test]
+        fn no_value_adds_a_grub_token(v in "\\PC{0,24}|[a-z ;&|<>{}$#*?\\[\\]\"'\\\\\n`]{0,24}") {
+            let set = TemplateSet::compile(&Sources {
+                grub_script: "linux (http,h)/k root={{ meta.v }} x\nboot\n",
+                ..Default::default()
+            })
+            .unwrap();
+            let vars = context! { meta => serde_json::json!({"v": v}) };
+            let separators = |text: &str| {
+                text.chars().filter(|c| super::super::grub::grub_unsafe_char(*c)).count()
+            };
+            if let Ok(Some(out)) = set.render(GRUB_SCRIPT, &vars) {
+                proptest::prop_assert_eq!(
+                    separators(&out),
+                    separators("linux (http,h)/k root= x\nboot\n"),
+                    "{}",
+                    out
+                );
             }
         }
     }

@@ -67,6 +67,8 @@ pub struct ReadyBoot<'a> {
     pub mac: Mac,
     pub params: &'a [u8],
     pub script: &'a Script,
+    /// The node's own GRUB config (`grubScript`), if any.
+    pub grub: Option<&'a Bytes>,
 }
 
 impl ReadyBoot<'_> {
@@ -168,6 +170,7 @@ fn decide<'a>(subject: &'a Subject<'_>, asked_mac: Option<Mac>) -> Decision<'a> 
                 mac: prepared.mac,
                 params: &prepared.params,
                 script: &prepared.script,
+                grub: prepared.grub.as_deref(),
             }),
             (NodeBoot::Wait(reason), _) => wait(
                 *reason,
@@ -185,6 +188,7 @@ fn decide<'a>(subject: &'a Subject<'_>, asked_mac: Option<Mac>) -> Decision<'a> 
                 mac: unknown.mac,
                 params: boot.params.as_bytes(),
                 script: &boot.script,
+                grub: boot.grub.as_deref(),
             }),
             _ => wait(WaitReason::UnknownNode, NOT_READY),
         },
@@ -217,6 +221,27 @@ impl Answer<'_> {
                 self.asker(),
                 self.query.retry,
                 settings,
+            )),
+        }
+    }
+
+    /// The GRUB config for this request: the node's, or one that makes it wait a round
+    /// (`render::grub`).
+    pub fn grub_config(&self) -> Bytes {
+        self.grub_config_for(&self.decision())
+    }
+
+    /// The GRUB config for `decision` (this answer's), when the caller has it already.
+    pub fn grub_config_for(&self, decision: &Decision<'_>) -> Bytes {
+        match decision {
+            Decision::Boot(boot) => match boot.grub {
+                Some(custom) => custom.clone(),
+                None => Bytes::from(boot.config.grub_default.render(boot.params())),
+            },
+            Decision::Wait { reason, .. } => Bytes::from(crate::render::grub::wait_config(
+                *reason,
+                self.query.retry,
+                &self.snapshot.settings,
             )),
         }
     }

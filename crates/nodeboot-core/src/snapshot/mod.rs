@@ -37,6 +37,8 @@ pub struct PreparedBoot {
     /// The leading bytes of `params` that the BootConfig's `params` gave, before autoParams.
     pub stored_len: usize,
     pub script: Script,
+    /// This MAC's own GRUB config (`grubScript`); none for the default (`render::grub`).
+    pub grub: Option<Box<Bytes>>,
 }
 
 impl PreparedBoot {

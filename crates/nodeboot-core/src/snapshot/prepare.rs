@@ -13,8 +13,8 @@ use crate::mac::Mac;
 use crate::render::ipxe::{self, Script, WaitReason};
 use crate::render::params::{AutoParams, check_one_line, with_auto_params};
 use crate::render::template::{
-    self, BootView, LabelsRef, NETWORK_CONFIG, NodeVars, NodeView, PARAMS, SCRIPT, USER_DATA,
-    VENDOR_DATA,
+    self, BootView, GRUB_SCRIPT, LabelsRef, NETWORK_CONFIG, NodeVars, NodeView, PARAMS, SCRIPT,
+    USER_DATA, VENDOR_DATA,
 };
 use crate::render::{RenderError, RenderSettings, cloud_init};
 use crate::resolve::{Outcome, ResolvedNode};
@@ -32,6 +32,9 @@ pub struct RenderedBoot {
     /// the stored params); autoParams only ever append after them.
     pub stored_len: usize,
     pub script: Script,
+    /// The node's own GRUB config, when its BootConfig has a `grubScript`; the default one is
+    /// put together per request (`render::grub::DefaultConfig`). Boxed: most nodes have none.
+    pub grub: Option<Box<Bytes>>,
 }
 
 /// The NoCloud documents of a node, as rendered.
@@ -79,7 +82,8 @@ pub fn render_boot(
         raw.trim().to_owned()
     };
     boot.params = Some(&params);
-    let script = match config.render(SCRIPT, &template::variables(vars, &boot))? {
+    let vars = template::variables(vars, &boot);
+    let script = match config.render(SCRIPT, &vars)? {
         Some(custom) => Script::Custom(exact(custom)),
         None => Script::Default(exact(ipxe::default_head(
             &config.kernel,
@@ -87,10 +91,14 @@ pub fn render_boot(
             &params,
         ))),
     };
+    let grub = config
+        .render(GRUB_SCRIPT, &vars)?
+        .map(|custom| Box::new(exact(custom)));
     Ok(RenderedBoot {
         params,
         stored_len,
         script,
+        grub,
     })
 }
 
@@ -250,6 +258,7 @@ fn prepare_assigned(
             stored_len: rendered.stored_len,
             params,
             script: rendered.script,
+            grub: rendered.grub,
         });
     }
     let params = per_mac.first().map(PreparedBoot::params);

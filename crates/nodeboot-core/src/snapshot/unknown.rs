@@ -86,7 +86,9 @@ impl UnknownNode {
     /// What this node weighs in the cache of unknown nodes: fixed when it is made.
     pub fn weight(&self) -> u64 {
         let boot = match &self.boot {
-            Some(Ok(b)) => b.params.len() + b.script.stored().len(),
+            Some(Ok(b)) => {
+                b.params.len() + b.script.stored().len() + b.grub.as_ref().map_or(0, |g| g.len())
+            }
             _ => 0,
         };
         (boot + self.meta_bytes + Self::DOCUMENTS_KEPT_BYTES + 512) as u64

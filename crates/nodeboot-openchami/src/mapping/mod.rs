@@ -193,6 +193,7 @@ fn finish(
             params: p.params,
             auto_params: true,
             script: String::new(),
+            grub_script: String::new(),
             cloud_init: Some(cloud_init),
         },
     );
