@@ -29,6 +29,7 @@ pub async fn run(command: Command) -> Result<(), Error> {
         Command::Run {
             namespace,
             election,
+            tracking_interval,
             serve,
         } => {
             let lease = lease_settings(&election, namespace.as_deref());
@@ -36,8 +37,38 @@ pub async fn run(command: Command) -> Result<(), Error> {
                 namespace,
                 lease,
                 server: serve.server_config()?,
+                tracking_interval: std::time::Duration::from_secs(tracking_interval),
+                replica: election.identity.clone().unwrap_or_else(default_identity),
             })
             .await?;
+            Ok(())
+        }
+        Command::Adopt {
+            mac,
+            group,
+            name,
+            namespace,
+            nid,
+            ip,
+            hostname,
+            dry_run,
+        } => {
+            let change = crate::adopt::adopt(&crate::adopt::Adoption {
+                mac,
+                group,
+                namespace,
+                name,
+                nid,
+                ip,
+                hostname,
+                dry_run,
+            })
+            .await?;
+            if dry_run {
+                print!("# dry run: nothing was changed\n{change}");
+            } else {
+                print!("{change}");
+            }
             Ok(())
         }
         Command::Explain {

@@ -6,9 +6,11 @@
 //! - `manifests`: the manifest folder (`nodeboot serve`), a `Source`.
 //! - `operator`: the cluster's watches (a `Source`), leader election, the status writer.
 //! - `http`: the boot and admin listeners; handlers translate `Snapshot::answer` to HTTP.
+//! - `tracking`: what each node last fetched and when it phoned home; unknown MACs that asked.
 //! - `metrics`, `memory`, `logging`: Prometheus metrics, giving memory back after a rebuild,
 //!   log set-up (control characters escaped).
 
+pub mod adopt;
 pub mod app;
 pub mod cli;
 pub mod error;
@@ -19,3 +21,4 @@ pub mod memory;
 pub mod metrics;
 pub mod operator;
 pub mod runtime;
+pub mod tracking;

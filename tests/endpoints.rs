@@ -19,6 +19,7 @@ use nodeboot::http::client_addr::Peer;
 use nodeboot::http::{AccessPolicy, Limits, SharedSnapshot, admin_router, boot_router};
 use nodeboot::manifests::ManifestFolder;
 use nodeboot::metrics::Metrics;
+use nodeboot::tracking::Tracker;
 use nodeboot_core::compile::ConfigCompiler;
 use nodeboot_core::render::RenderSettings;
 use nodeboot_core::snapshot::build;
@@ -38,6 +39,7 @@ struct Server {
     boot: Router,
     admin: Router,
     readiness: Arc<Readiness>,
+    tracker: Arc<Tracker>,
 }
 
 impl Server {
@@ -54,8 +56,16 @@ impl Server {
         let metrics = Metrics::new();
         let limits = Limits::default();
         let readiness = Arc::new(Readiness::default());
+        let tracker = Tracker::new();
+        tracker.follow(&snapshot.load_full());
         let boot = boot_router(
-            BootState::new(snapshot.clone(), access, &settings, metrics.clone()),
+            BootState::new(
+                snapshot.clone(),
+                access,
+                &settings,
+                metrics.clone(),
+                tracker.clone(),
+            ),
             &metrics,
             &limits,
         );
@@ -64,6 +74,7 @@ impl Server {
                 snapshot,
                 metrics,
                 readiness: readiness.clone(),
+                tracker: tracker.clone(),
             },
             &limits,
         );
@@ -71,6 +82,7 @@ impl Server {
             boot,
             admin,
             readiness,
+            tracker,
         }
     }
 

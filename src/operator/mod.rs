@@ -3,6 +3,7 @@
 
 mod inventory;
 mod leader;
+pub mod rollout;
 mod status;
 
 pub use inventory::Inventory;
@@ -43,6 +44,10 @@ pub struct OperatorConfig {
     /// `None`: no election, this replica always writes status.
     pub lease: Option<LeaseSettings>,
     pub server: ServerConfig,
+    /// How often boot records are published and rollout status written.
+    pub tracking_interval: Duration,
+    /// This replica's name in its boot-record objects: unique among replicas.
+    pub replica: String,
 }
 
 pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
@@ -57,6 +62,24 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
         .lease
         .as_ref()
         .map_or_else(|| "nodeboot".to_owned(), |l| l.identity.clone());
+    let rollouts = tokio::spawn(rollout::run(
+        client.clone(),
+        runtime.tracker.clone(),
+        runtime.snapshot(),
+        inventory.clone(),
+        config.namespace.clone(),
+        leadership.is_leader.clone(),
+        rollout::RolloutSettings {
+            replica: config.replica.clone(),
+            home_namespace: config
+                .namespace
+                .clone()
+                .or_else(|| config.lease.as_ref().map(|l| l.namespace.clone()))
+                .unwrap_or_else(|| "default".into()),
+            interval: config.tracking_interval,
+        },
+        runtime.shutdown.clone(),
+    ));
     let writer = StatusWriter::new(client, runtime.metrics.clone(), instance);
     let statuses = tokio::spawn(status_loop(
         writer,
@@ -67,6 +90,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
     ));
     let served = runtime.run(inventory, &config.server).await;
     let _ = statuses.await;
+    let _ = rollouts.await;
     leadership.release().await;
     Ok(served?)
 }

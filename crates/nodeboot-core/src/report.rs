@@ -331,6 +331,9 @@ pub fn boot_config_status(
         matched_nodes: i32::try_from(report.matched_nodes).unwrap_or(i32::MAX),
         message: report.message.clone(),
         last_good: report.last_good.clone(),
+        // Another field manager (the rollout writer) owns these; left out of this apply.
+        rollout: None,
+        discovered: Vec::new(),
     }
 }
 

@@ -1,0 +1,327 @@
+//! Boot tracking: what each node last fetched (boot script, cloud-init documents), when it
+//! phoned home, and which unknown MACs asked. Recorded on the request path into per-node
+//! atomic slots (`slots`), merged with what other replicas published (`Remote`, filled by the
+//! operator's `rollout` loop), and read by the admin endpoints, metrics and the status writer.
+
+pub mod discovered;
+pub mod record;
+pub mod slots;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use nodeboot_core::compile::CompiledBootConfig;
+use nodeboot_core::mac::Mac;
+use nodeboot_core::render::cloud_init::Document;
+use nodeboot_core::snapshot::{ServedNode, Snapshot};
+
+use discovered::{Discovered, DiscoveredReport, Sighting};
+use record::{Record, document_index, now};
+use slots::{NodeKey, Slots};
+
+/// What the cluster holds: every replica's published records (this one's earlier lives
+/// included), merged.
+#[derive(Debug, Default)]
+pub struct Remote {
+    pub nodes: HashMap<NodeKey, Record>,
+    pub discovered: HashMap<Mac, Sighting>,
+}
+
+/// A BootConfig's rollout as the records show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigRollout {
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    pub served: u64,
+    pub booted: u64,
+}
+
+/// A changed record to publish: the node, its NodeGroup, the record.
+pub type Changed = (NodeKey, Arc<str>, Record);
+
+#[derive(Default)]
+pub struct Tracker {
+    slots: ArcSwap<Slots>,
+    /// Held while the slots are rebuilt (one rebuild at a time); never on the request path.
+    rebuilding: Mutex<()>,
+    /// Changed records of nodes that left the inventory before they were published.
+    gone: Mutex<Vec<Changed>>,
+    discovered: Mutex<Discovered>,
+    remote: ArcSwap<Remote>,
+}
+
+impl Default for Slots {
+    fn default() -> Slots {
+        Slots::empty()
+    }
+}
+
+fn generation_of(config: &CompiledBootConfig) -> i64 {
+    config.generation.unwrap_or(0)
+}
+
+impl Tracker {
+    pub fn new() -> Arc<Tracker> {
+        Arc::default()
+    }
+
+    /// Node `node` of `snapshot` was served its boot script.
+    pub fn boot_served(&self, snapshot: &Snapshot, node: &ServedNode, config: &CompiledBootConfig) {
+        let Some(index) = snapshot.index_of(node) else {
+            return;
+        };
+        let slots = self.slots.load();
+        if let Some((slot, config_name)) = slots.slot(snapshot, index) {
+            slot.boot(now(), config_name, generation_of(config));
+        }
+    }
+
+    pub fn document_served(&self, snapshot: &Snapshot, node: &ServedNode, doc: Document) {
+        let Some(index) = snapshot.index_of(node) else {
+            return;
+        };
+        let slots = self.slots.load();
+        if let Some((slot, _)) = slots.slot(snapshot, index) {
+            slot.document(document_index(doc), now());
+        }
+    }
+
+    /// Node `node` phoned home; `generation` when its instance-id names one.
+    pub fn phoned_home(&self, snapshot: &Snapshot, node: &ServedNode, generation: Option<i64>) {
+        let Some(index) = snapshot.index_of(node) else {
+            return;
+        };
+        let slots = self.slots.load();
+        if let Some((slot, _)) = slots.slot(snapshot, index) {
+            slot.phone_home(now(), generation);
+        }
+    }
+
+    /// The node of `snapshot` whose meta-data instance-id is `id`.
+    pub fn by_instance_id<'s>(&self, snapshot: &'s Snapshot, id: &str) -> Option<&'s ServedNode> {
+        let slots = self.slots.load();
+        if !slots.is_for(snapshot) {
+            // The slots follow a swap within milliseconds; until then, look the slow way.
+            return snapshot.nodes().iter().find(|n| n.node.instance_id() == id);
+        }
+        snapshot.nodes().get(slots.by_instance_id(id)?)
+    }
+
+    /// An unknown MAC asked for a boot script.
+    pub fn unknown_asked(
+        &self,
+        mac: Mac,
+        arch: Option<&str>,
+        source: IpAddr,
+        config: Option<&CompiledBootConfig>,
+    ) {
+        let config = config.map(|c| format!("{}/{}", c.id.namespace, c.id.name));
+        if let Ok(mut d) = self.discovered.lock() {
+            d.saw(mac, arch, source, config, now());
+        }
+    }
+
+    /// Moves the records over to slots for `snapshot`, the one now served.
+    pub fn follow(&self, snapshot: &Arc<Snapshot>) {
+        let Ok(_one_at_a_time) = self.rebuilding.lock() else {
+            return;
+        };
+        let old = self.slots.load_full();
+        let next = Arc::new(Slots::new(Some(snapshot), Some(&old)));
+        next.carry_over(&old);
+        self.slots.store(next.clone());
+        // Requests that loaded the old slots just before the swap wrote there: carried over
+        // once more (only what is newer moves).
+        let gone = next.carry_over(&old);
+        if !gone.is_empty()
+            && let Ok(mut g) = self.gone.lock()
+        {
+            g.extend(gone);
+        }
+    }
+
+    /// What is known of node `node` of `snapshot`: this replica's record and the cluster's.
+    pub fn record(&self, snapshot: &Snapshot, node: &ServedNode) -> Record {
+        let key = NodeKey {
+            namespace: node.node.namespace.clone(),
+            name: node.node.name().into(),
+        };
+        let mut record = self
+            .remote
+            .load()
+            .nodes
+            .get(&key)
+            .cloned()
+            .unwrap_or_default();
+        let slots = self.slots.load();
+        let local = if slots.is_for(snapshot) {
+            snapshot.index_of(node).and_then(|i| slots.record(i))
+        } else {
+            slots.index_of(&key).and_then(|i| slots.record(i))
+        };
+        if let Some(local) = local {
+            record.merge(&local);
+        }
+        record
+    }
+
+    /// Unknown MACs that asked (this replica's and the cluster's), most recent first, without
+    /// those `snapshot` now knows (adopted).
+    pub fn discovered(&self, snapshot: &Snapshot) -> Vec<DiscoveredReport> {
+        let mut all = self.remote.load().discovered.clone();
+        if let Ok(d) = self.discovered.lock() {
+            for (mac, s) in d.all() {
+                all.entry(*mac)
+                    .and_modify(|theirs| {
+                        // The remote copy includes what this replica published: keep the
+                        // larger count rather than adding this replica's twice.
+                        let count = theirs.count.max(s.count);
+                        theirs.merge(s);
+                        theirs.count = count;
+                    })
+                    .or_insert_with(|| s.clone());
+            }
+        }
+        let mut list: Vec<_> = all
+            .into_iter()
+            .filter(|(mac, _)| {
+                matches!(
+                    snapshot.by_mac(*mac),
+                    nodeboot_core::snapshot::Found::Missing
+                )
+            })
+            .collect();
+        list.sort_by(|a, b| b.1.last_seen.cmp(&a.1.last_seen).then(a.0.cmp(&b.0)));
+        list.truncate(discovered::CAPACITY);
+        list.iter()
+            .map(|(mac, s)| DiscoveredReport::new(*mac, s))
+            .collect()
+    }
+
+    /// Every node's merged record, by index into `snapshot.nodes()`.
+    fn records<'a>(&'a self, snapshot: &'a Snapshot) -> impl Iterator<Item = Record> + 'a {
+        let remote = self.remote.load_full();
+        let slots = self.slots.load_full();
+        snapshot.nodes().iter().enumerate().map(move |(i, served)| {
+            let key = NodeKey {
+                namespace: served.node.namespace.clone(),
+                name: served.node.name().into(),
+            };
+            let mut record = remote.nodes.get(&key).cloned().unwrap_or_default();
+            let local = if slots.is_for(snapshot) {
+                slots.record(i)
+            } else {
+                slots.index_of(&key).and_then(|j| slots.record(j))
+            };
+            if let Some(local) = local {
+                record.merge(&local);
+            }
+            record
+        })
+    }
+
+    /// Every served BootConfig's rollout: of the nodes it boots, how many fetched its served
+    /// generation, and how many phoned home after that.
+    pub fn rollouts(&self, snapshot: &Snapshot) -> Vec<ConfigRollout> {
+        let mut by_config: HashMap<(&str, &str), ConfigRollout> = HashMap::new();
+        for configs in snapshot.configs.values() {
+            for c in configs {
+                by_config.insert(
+                    (&c.id.namespace, &c.id.name),
+                    ConfigRollout {
+                        namespace: c.id.namespace.clone(),
+                        name: c.id.name.clone(),
+                        generation: generation_of(c),
+                        served: 0,
+                        booted: 0,
+                    },
+                );
+            }
+        }
+        for (served, record) in snapshot.nodes().iter().zip(self.records(snapshot)) {
+            let Some(config) = served.node.outcome.config() else {
+                continue;
+            };
+            let Some(rollout) = by_config.get_mut(&(&config.id.namespace, &config.id.name))
+            else {
+                continue;
+            };
+            if record.served(&config.id.name, rollout.generation) {
+                rollout.served += 1;
+                if record.booted(&config.id.name, rollout.generation) {
+                    rollout.booted += 1;
+                }
+            }
+        }
+        let mut list: Vec<_> = by_config.into_values().collect();
+        list.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        list
+    }
+
+    /// Records changed since the last call: what this replica publishes next.
+    pub fn take_changed(&self) -> Vec<Changed> {
+        let slots = self.slots.load_full();
+        let mut changed: Vec<Changed> = slots
+            .take_dirty()
+            .into_iter()
+            .filter_map(|(i, record)| Some((slots.key(i)?.clone(), slots.group(i)?.clone(), record)))
+            .collect();
+        if let Ok(mut gone) = self.gone.lock() {
+            changed.append(&mut gone);
+        }
+        changed
+    }
+
+    /// Marks records as changed again (their publication failed).
+    pub fn put_back(&self, changed: Vec<Changed>) {
+        if let Ok(mut gone) = self.gone.lock() {
+            gone.extend(changed);
+        }
+    }
+
+    /// This replica's unknown MACs, when they changed since the last call.
+    pub fn take_discovered(&self) -> Option<Vec<(Mac, Sighting)>> {
+        let mut d = self.discovered.lock().ok()?;
+        d.take_dirty()
+            .then(|| d.all().map(|(m, s)| (*m, s.clone())).collect())
+    }
+
+    /// Starts this replica's unknown MACs from what it published before a restart.
+    pub fn seed_discovered(&self, earlier: Vec<(Mac, Sighting)>) {
+        if let Ok(mut d) = self.discovered.lock() {
+            d.seed(earlier);
+        }
+    }
+
+    pub fn set_remote(&self, remote: Remote) {
+        self.remote.store(Arc::new(remote));
+    }
+
+    /// Every record this replica holds (for tests and the first publish).
+    pub fn local_len(&self) -> usize {
+        self.slots.load().len()
+    }
+}
+
+/// Moves the tracker to each new snapshot as it is swapped in (the runtime sends a report
+/// right after every swap).
+pub async fn follow_snapshots(
+    tracker: Arc<Tracker>,
+    snapshot: crate::http::SharedSnapshot,
+    mut reports: crate::runtime::Reports,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = reports.changed() => if changed.is_err() { return },
+        }
+        let current = snapshot.load_full();
+        let tracker = tracker.clone();
+        // Building slots for 100k nodes is CPU work: off the reactor.
+        let _ = tokio::task::spawn_blocking(move || tracker.follow(&current)).await;
+    }
+}
