@@ -24,9 +24,13 @@ const ATTEMPTS: usize = 5;
 pub enum AdoptError {
     #[error("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {0}")]
     Client(#[source] kube::Error),
-    #[error("'{0}' is not a MAC address (give it as aa:bb:cc:dd:ee:ff, aa-bb-.., aabb.ccdd.eeff or bare hex)")]
+    #[error(
+        "'{0}' is not a MAC address (give it as aa:bb:cc:dd:ee:ff, aa-bb-.., aabb.ccdd.eeff or bare hex)"
+    )]
     Mac(String),
-    #[error("NodeGroup {namespace}/{name} does not exist; create it first or pick another with --group")]
+    #[error(
+        "NodeGroup {namespace}/{name} does not exist; create it first or pick another with --group"
+    )]
     NoGroup { namespace: String, name: String },
     #[error("{what} is already claimed by node {node} in NodeGroup {group}; nothing was changed")]
     Claimed {

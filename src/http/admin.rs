@@ -106,7 +106,10 @@ pub async fn node(State(state): State<AdminState>, Path(id): Path<String>) -> Re
     let snapshot = state.snapshot.load();
     match explain(&snapshot, &id) {
         Ok(report) => {
-            let record = match snapshot.answer(&Query::new(Identity::NameOrMac(id))).subject {
+            let record = match snapshot
+                .answer(&Query::new(Identity::NameOrMac(id)))
+                .subject
+            {
                 Subject::Known(node) => Some(state.tracker.record(&snapshot, node).report()),
                 _ => None,
             };

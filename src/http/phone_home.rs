@@ -86,7 +86,10 @@ pub async fn phone_home(
             Lookup::Ambiguous => {
                 return Err(Problem::new(
                     StatusCode::CONFLICT,
-                    format!("'{}' is claimed by several nodes", nodeboot_core::labels::shown(&id)),
+                    format!(
+                        "'{}' is claimed by several nodes",
+                        nodeboot_core::labels::shown(&id)
+                    ),
                 ));
             }
             Lookup::Missing => {

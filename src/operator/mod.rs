@@ -67,7 +67,6 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
         runtime.tracker.clone(),
         runtime.snapshot(),
         inventory.clone(),
-        config.namespace.clone(),
         leadership.is_leader.clone(),
         rollout::RolloutSettings {
             replica: config.replica.clone(),
@@ -76,6 +75,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
                 .clone()
                 .or_else(|| config.lease.as_ref().map(|l| l.namespace.clone()))
                 .unwrap_or_else(|| "default".into()),
+            watch_namespace: config.namespace.clone(),
             interval: config.tracking_interval,
         },
         runtime.shutdown.clone(),

@@ -59,6 +59,8 @@ pub struct RolloutSettings {
     pub replica: String,
     /// Where this replica's discovered-MAC object lives.
     pub home_namespace: String,
+    /// The namespace watched (`--namespace`), else all.
+    pub watch_namespace: Option<String>,
     /// How often records are published and status written.
     pub interval: Duration,
 }
@@ -169,6 +171,9 @@ impl Parsed {
     }
 }
 
+/// Changed records by the object they go to (namespace, name), with their NodeGroup.
+type ByObject = BTreeMap<(Arc<str>, String), (Arc<str>, Vec<Changed>)>;
+
 struct Loop {
     client: Client,
     tracker: Arc<Tracker>,
@@ -187,13 +192,12 @@ pub async fn run(
     tracker: Arc<Tracker>,
     snapshot: SharedSnapshot,
     inventory: Inventory,
-    namespace: Option<String>,
     mut is_leader: watch::Receiver<bool>,
     settings: RolloutSettings,
     shutdown: CancellationToken,
 ) {
     let records = spawn_reflector(
-        super::inventory::api::<ConfigMap>(&client, namespace.as_deref()),
+        super::inventory::api::<ConfigMap>(&client, settings.watch_namespace.as_deref()),
         watcher::Config::default().labels(RECORDS_LABEL),
         Arc::new(Notify::new()),
         shutdown.clone(),
@@ -255,13 +259,10 @@ impl Loop {
 
     async fn publish(&self) {
         let changed = self.tracker.take_changed();
-        let mut objects: BTreeMap<(Arc<str>, String), (Arc<str>, Vec<Changed>)> =
-            BTreeMap::new();
+        let mut objects: ByObject = BTreeMap::new();
         for item in changed {
             let (key, group, _) = &item;
-            let size = self
-                .group_size(&key.namespace, group)
-                .map_or(0, |(n, _)| n);
+            let size = self.group_size(&key.namespace, group).map_or(0, |(n, _)| n);
             let name = object_name(group, shard_of(&key.name, size), Some(&self.replica));
             objects
                 .entry((key.namespace.clone(), name))
@@ -292,7 +293,14 @@ impl Loop {
                 .collect();
             let name = discovered_name(&self.replica);
             if let Err(e) = self
-                .write_object(&self.settings.home_namespace, &name, "discovered", "", None, data)
+                .write_object(
+                    &self.settings.home_namespace,
+                    &name,
+                    "discovered",
+                    "",
+                    None,
+                    data,
+                )
                 .await
             {
                 tracing::warn!(object = %name, error = %e, "discovered MACs not published; will retry");
@@ -496,14 +504,23 @@ impl Loop {
                 ..Default::default()
             };
             match api.delete(&name, &params).await {
-                Ok(_) => tracing::info!(%namespace, object = %name, "folded the records of a replica that stopped writing"),
-                Err(e) => tracing::debug!(%namespace, object = %name, error = %e, "stale record object not deleted"),
+                Ok(_) => {
+                    tracing::info!(%namespace, object = %name, "folded the records of a replica that stopped writing")
+                }
+                Err(e) => {
+                    tracing::debug!(%namespace, object = %name, error = %e, "stale record object not deleted")
+                }
             }
         }
     }
 
     /// The entries of `stale` that are newer than what `folded` holds, merged.
-    fn fold_into(&self, namespace: &str, folded: &str, stale: &ConfigMap) -> BTreeMap<String, String> {
+    fn fold_into(
+        &self,
+        namespace: &str,
+        folded: &str,
+        stale: &ConfigMap,
+    ) -> BTreeMap<String, String> {
         let existing = self
             .records
             .get(&ObjectRef::new(folded).within(namespace))
@@ -513,7 +530,10 @@ impl Loop {
             existing.iter().map(|(k, r)| (&*k.name, r)).collect();
         let mut out = BTreeMap::new();
         for (key, record) in parse_object(stale).nodes {
-            let mut merged = existing.get(&*key.name).map(|r| (*r).clone()).unwrap_or_default();
+            let mut merged = existing
+                .get(&*key.name)
+                .map(|r| (*r).clone())
+                .unwrap_or_default();
             let before = merged.clone();
             merged.merge(&record);
             if merged != before
@@ -563,7 +583,10 @@ mod tests {
 
     #[test]
     fn object_names_are_valid_and_bounded() {
-        assert_eq!(object_name("cab-x1000", 0, Some("nodeboot-7f9c")), "cab-x1000.boots-0.nodeboot-7f9c");
+        assert_eq!(
+            object_name("cab-x1000", 0, Some("nodeboot-7f9c")),
+            "cab-x1000.boots-0.nodeboot-7f9c"
+        );
         assert_eq!(object_name("cab-x1000", 2, None), "cab-x1000.boots-2");
         let long = "g".repeat(250);
         let name = object_name(&long, 1, Some(&"r".repeat(63)));

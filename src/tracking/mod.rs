@@ -245,8 +245,7 @@ impl Tracker {
             let Some(config) = served.node.outcome.config() else {
                 continue;
             };
-            let Some(rollout) = by_config.get_mut(&(&config.id.namespace, &config.id.name))
-            else {
+            let Some(rollout) = by_config.get_mut(&(&config.id.namespace, &config.id.name)) else {
                 continue;
             };
             if record.served(&config.id.name, rollout.generation) {
@@ -267,7 +266,9 @@ impl Tracker {
         let mut changed: Vec<Changed> = slots
             .take_dirty()
             .into_iter()
-            .filter_map(|(i, record)| Some((slots.key(i)?.clone(), slots.group(i)?.clone(), record)))
+            .filter_map(|(i, record)| {
+                Some((slots.key(i)?.clone(), slots.group(i)?.clone(), record))
+            })
             .collect();
         if let Ok(mut gone) = self.gone.lock() {
             changed.append(&mut gone);
@@ -299,11 +300,6 @@ impl Tracker {
     pub fn set_remote(&self, remote: Remote) {
         self.remote.store(Arc::new(remote));
     }
-
-    /// Every record this replica holds (for tests and the first publish).
-    pub fn local_len(&self) -> usize {
-        self.slots.load().len()
-    }
 }
 
 /// Moves the tracker to each new snapshot as it is swapped in (the runtime sends a report
@@ -323,5 +319,135 @@ pub async fn follow_snapshots(
         let tracker = tracker.clone();
         // Building slots for 100k nodes is CPU work: off the reactor.
         let _ = tokio::task::spawn_blocking(move || tracker.follow(&current)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nodeboot_core::compile::ConfigCompiler;
+    use nodeboot_core::render::RenderSettings;
+    use nodeboot_core::snapshot::{Desired, Found, build};
+
+    use super::*;
+
+    fn site() -> Desired {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        crate::manifests::ManifestFolder::open(dir)
+            .unwrap()
+            .read()
+            .unwrap()
+    }
+
+    fn snapshot_of(desired: &Desired) -> Arc<Snapshot> {
+        let settings = RenderSettings {
+            server_url: "http://s".into(),
+            retry_max_delay: 60,
+        };
+        Arc::new(build(desired, &mut ConfigCompiler::default(), &settings).0)
+    }
+
+    fn node<'s>(snapshot: &'s Snapshot, name: &str) -> &'s ServedNode {
+        match snapshot.by_name(name) {
+            Found::Node(n) => n,
+            _ => panic!("{name} not found"),
+        }
+    }
+
+    fn boot(tracker: &Tracker, snapshot: &Snapshot, name: &str) {
+        let n = node(snapshot, name);
+        let config = n.node.outcome.config().unwrap();
+        tracker.boot_served(snapshot, n, config);
+    }
+
+    #[test]
+    fn records_follow_the_snapshot_and_count_per_generation() {
+        let tracker = Tracker::new();
+        let first = snapshot_of(&site());
+        tracker.follow(&first);
+        boot(&tracker, &first, "x1000c0s0b0n0");
+        boot(&tracker, &first, "x1000c0s0b0n1");
+        tracker.phoned_home(&first, node(&first, "x1000c0s0b0n0"), None);
+        let compute = |t: &Tracker, s: &Snapshot| {
+            t.rollouts(s)
+                .into_iter()
+                .find(|r| r.name == "compute-rocky9")
+                .unwrap()
+        };
+        let r = compute(&tracker, &first);
+        assert_eq!((r.served, r.booted), (2, 1));
+
+        // Only what changed is published, once.
+        let changed = tracker.take_changed();
+        assert_eq!(changed.len(), 2);
+        assert!(
+            changed
+                .iter()
+                .all(|(_, group, _)| &**group == "cabinet-x1000")
+        );
+        assert!(tracker.take_changed().is_empty());
+
+        // A new snapshot without one of the nodes: the other's record carries over (and is not
+        // published again); the removed node's later change is still published.
+        let mut smaller = site();
+        let group = Arc::make_mut(&mut smaller.node_groups[0]);
+        group.spec.nodes.retain(|n| n.name != "x1000c0s0b0n1");
+        tracker.phoned_home(&first, node(&first, "x1000c0s0b0n1"), None);
+        let second = snapshot_of(&smaller);
+        tracker.follow(&second);
+        let record = tracker.record(&second, node(&second, "x1000c0s0b0n0"));
+        assert!(record.booted("compute-rocky9", r.generation), "{record:?}");
+        let changed = tracker.take_changed();
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert_eq!(&*changed[0].0.name, "x1000c0s0b0n1");
+        assert_eq!(compute(&tracker, &second).served, 1);
+
+        // A request that still holds the old snapshot is recorded by name.
+        boot(&tracker, &first, "x1000c0s1b0n0");
+        let record = tracker.record(&second, node(&second, "x1000c0s1b0n0"));
+        assert!(record.served("compute-rocky9", r.generation));
+    }
+
+    #[test]
+    fn the_cluster_s_records_merge_with_this_replica_s() {
+        let tracker = Tracker::new();
+        let snapshot = snapshot_of(&site());
+        tracker.follow(&snapshot);
+        let n = node(&snapshot, "x1000c0s0b0n0");
+        let generation = n.node.outcome.config().unwrap().generation.unwrap_or(0);
+        // Another replica served the script; this one gets the phone-home.
+        let key = NodeKey {
+            namespace: n.node.namespace.clone(),
+            name: n.node.name().into(),
+        };
+        let mut remote = Remote::default();
+        remote.nodes.insert(
+            key,
+            Record {
+                boot: Some(record::BootSeen {
+                    time: now() - 60,
+                    config: "compute-rocky9".into(),
+                    generation,
+                }),
+                ..Default::default()
+            },
+        );
+        tracker.set_remote(remote);
+        tracker.phoned_home(&snapshot, n, None);
+        let r = tracker
+            .rollouts(&snapshot)
+            .into_iter()
+            .find(|r| r.name == "compute-rocky9")
+            .unwrap();
+        assert_eq!((r.served, r.booted), (1, 1));
+    }
+
+    #[test]
+    fn instance_ids_find_nodes() {
+        let tracker = Tracker::new();
+        let snapshot = snapshot_of(&site());
+        tracker.follow(&snapshot);
+        let found = tracker.by_instance_id(&snapshot, "x1001c0s0b0n0").unwrap();
+        assert_eq!(found.node.name(), "x1001c0s0b0n0");
+        assert!(tracker.by_instance_id(&snapshot, "nope").is_none());
     }
 }

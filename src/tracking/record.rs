@@ -23,19 +23,51 @@ pub fn rfc3339(time: Epoch) -> String {
         .map_or_else(String::new, |t| t.to_string())
 }
 
+/// Stored as `[time, config, generation]`: thousands of them share one object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(Epoch, String, i64)", into = "(Epoch, String, i64)")]
 pub struct BootSeen {
     pub time: Epoch,
     pub config: String,
     pub generation: i64,
 }
 
+impl From<(Epoch, String, i64)> for BootSeen {
+    fn from((time, config, generation): (Epoch, String, i64)) -> BootSeen {
+        BootSeen {
+            time,
+            config,
+            generation,
+        }
+    }
+}
+
+impl From<BootSeen> for (Epoch, String, i64) {
+    fn from(b: BootSeen) -> Self {
+        (b.time, b.config, b.generation)
+    }
+}
+
+/// Stored as `[time, generation or null]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(Epoch, Option<i64>)", into = "(Epoch, Option<i64>)")]
 pub struct PhoneSeen {
     pub time: Epoch,
     /// The generation the node said it booted (a per-generation instance-id); else `None`,
     /// and the generation is that of the last boot script fetched before it.
     pub generation: Option<i64>,
+}
+
+impl From<(Epoch, Option<i64>)> for PhoneSeen {
+    fn from((time, generation): (Epoch, Option<i64>)) -> PhoneSeen {
+        PhoneSeen { time, generation }
+    }
+}
+
+impl From<PhoneSeen> for (Epoch, Option<i64>) {
+    fn from(p: PhoneSeen) -> Self {
+        (p.time, p.generation)
+    }
 }
 
 /// One node's record. Stored compactly (`b`, `d`, `p`): a replica's object holds a whole

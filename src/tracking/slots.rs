@@ -207,10 +207,6 @@ impl Slots {
         self.groups.get(index)
     }
 
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
     /// Records changed since the last call, with each node's key and NodeGroup.
     pub fn take_dirty(&self) -> Vec<(usize, Record)> {
         self.slots
@@ -233,7 +229,10 @@ impl Slots {
             }
             let dirty = slot.dirty.load(Ordering::Acquire);
             let key = &old.keys[i];
-            let Some(target) = self.by_key.get(key).and_then(|j| self.slots.get(*j as usize))
+            let Some(target) = self
+                .by_key
+                .get(key)
+                .and_then(|j| self.slots.get(*j as usize))
             else {
                 if dirty {
                     gone.push((key.clone(), old.groups[i].clone(), record));
@@ -245,7 +244,9 @@ impl Slots {
                 && boot.time > target.boot_time.load(Ordering::Relaxed)
                 && let Some(config) = self.config_index.get(boot.config.as_str())
             {
-                target.boot_generation.store(boot.generation, Ordering::Relaxed);
+                target
+                    .boot_generation
+                    .store(boot.generation, Ordering::Relaxed);
                 target.boot_config.store(*config, Ordering::Relaxed);
                 target.boot_time.store(boot.time, Ordering::Release);
                 copied = true;

@@ -448,7 +448,11 @@ fn per_generation_suffix(config: &CompiledBootConfig) -> Option<i64> {
         .cloud_init
         .as_ref()
         .is_some_and(|c| c.instance_id_per_generation);
-    if per_generation { config.generation } else { None }
+    if per_generation {
+        config.generation
+    } else {
+        None
+    }
 }
 
 /// `instance-id` becomes `<instance-id>.g<generation>` when the BootConfig asks for it:
@@ -669,7 +673,10 @@ mod tests {
 
     #[test]
     fn per_generation_instance_ids_split_back() {
-        assert_eq!(split_generation("x1000c0s0b0n0.g7"), Some(("x1000c0s0b0n0", 7)));
+        assert_eq!(
+            split_generation("x1000c0s0b0n0.g7"),
+            Some(("x1000c0s0b0n0", 7))
+        );
         assert_eq!(split_generation("a.b.g12"), Some(("a.b", 12)));
         for plain in ["x1000c0s0b0n0", "n.g", ".g3", "n.g-1", "n.g+3", "n.g03"] {
             assert_eq!(split_generation(plain), None, "{plain}");

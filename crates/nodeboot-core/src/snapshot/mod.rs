@@ -256,8 +256,8 @@ impl Snapshot {
     /// per-node state (boot tracking) can use instead of a lookup by name.
     pub fn index_of(&self, node: &ServedNode) -> Option<usize> {
         let size = std::mem::size_of::<ServedNode>();
-        let offset = (node as *const ServedNode as usize)
-            .checked_sub(self.nodes.as_ptr() as usize)?;
+        let offset =
+            (node as *const ServedNode as usize).checked_sub(self.nodes.as_ptr() as usize)?;
         let index = offset / size;
         (offset % size == 0 && index < self.nodes.len()).then_some(index)
     }
