@@ -74,11 +74,10 @@ fn rollout(api: &TestApi, ns: &str, bc: &str) -> Value {
 
 async fn wait_rollout(api: &TestApi, ns: &str, bc: &str, want: Value) {
     let what = format!("{bc} rollout {want}");
-    let found = eventually(&what, Duration::from_secs(60), || {
+    eventually(&what, Duration::from_secs(60), || {
         (rollout(api, ns, bc) == want).then_some(())
     })
-    .await;
-    found
+    .await
 }
 
 /// The `/metrics` value of series `series`, 0 when absent.
