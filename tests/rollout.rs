@@ -221,6 +221,31 @@ async fn rollout_counts_with_two_replicas_survive_restart_and_adopt_takes_discov
     )
     .await;
 
+    // NodeGroup status shows, per node, the generation last served and last booted.
+    eventually(
+        "per-node generations in NodeGroup status",
+        Duration::from_secs(30),
+        || {
+            let g = api.get_json(&ns, "ng/cabinet-x1000");
+            let node = |name: &str| {
+                g["status"]["nodes"]
+                    .as_array()
+                    .and_then(|nodes| nodes.iter().find(|n| n["name"] == name))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            let generations = |name: &str| {
+                let n = node(name);
+                (n["servedGeneration"].clone(), n["bootedGeneration"].clone())
+            };
+            (generations("x1000c0s0b0n0") == (2.into(), 2.into())
+                && generations("x1000c0s1b0n0") == (1.into(), 1.into())
+                && generations("x1000c0s1b0n1") == (1.into(), Value::Null))
+                .then_some(())
+        },
+    )
+    .await;
+
     // Every replica restarts (new names, as a Deployment's new pods have): the records stay.
     drop(replicas);
     let r3 = replica(api, &ns, "r3").await;

@@ -62,6 +62,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
         .lease
         .as_ref()
         .map_or_else(|| "nodeboot".to_owned(), |l| l.identity.clone());
+    let records_changed = Arc::new(tokio::sync::Notify::new());
     let rollouts = tokio::spawn(rollout::run(
         client.clone(),
         runtime.tracker.clone(),
@@ -77,15 +78,22 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
                 .unwrap_or_else(|| "default".into()),
             watch_namespace: config.namespace.clone(),
             interval: config.tracking_interval,
+            changed: records_changed.clone(),
         },
         runtime.shutdown.clone(),
     ));
-    let writer = StatusWriter::new(client, runtime.metrics.clone(), instance);
+    let writer = StatusWriter::new(
+        client,
+        runtime.metrics.clone(),
+        runtime.tracker.clone(),
+        instance,
+    );
     let statuses = tokio::spawn(status_loop(
         writer,
         inventory.clone(),
         runtime.reports(),
         leadership.is_leader.clone(),
+        records_changed,
         runtime.shutdown.clone(),
     ));
     let served = runtime.run(inventory, &config.server).await;
@@ -100,6 +108,7 @@ async fn status_loop(
     inventory: Inventory,
     mut reports: Reports,
     mut is_leader: watch::Receiver<bool>,
+    records_changed: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let mut retry_after: Option<Duration> = None;
@@ -108,6 +117,8 @@ async fn status_loop(
         tokio::select! {
             () = shutdown.cancelled() => return,
             changed = reports.changed() => if changed.is_err() { return },
+            // Boot records changed (at most once per tracking interval): node generations.
+            () = records_changed.notified() => {}
             changed = is_leader.changed() => {
                 if changed.is_err() { return }
                 tracing::info!(leader = *is_leader.borrow(), "leadership changed");

@@ -63,6 +63,9 @@ pub struct RolloutSettings {
     pub watch_namespace: Option<String>,
     /// How often records are published and status written.
     pub interval: Duration,
+    /// Notified when the merged records changed: the status writer then updates the
+    /// NodeGroups' per-node generations.
+    pub changed: Arc<Notify>,
 }
 
 /// Turns any name into a DNS label part (lowercase alphanumerics and '-', at most 63).
@@ -118,6 +121,9 @@ struct Parsed {
     by_object: HashMap<String, (String, Arc<ParsedObject>)>,
 }
 
+/// An object and what it holds.
+type ObjectRecords = (Arc<ConfigMap>, Arc<ParsedObject>);
+
 #[derive(Default)]
 struct ParsedObject {
     nodes: Vec<(NodeKey, Record)>,
@@ -153,21 +159,27 @@ fn parse_object(cm: &ConfigMap) -> ParsedObject {
 }
 
 impl Parsed {
-    fn refresh(&mut self, objects: &[Arc<ConfigMap>]) -> Vec<(Arc<ConfigMap>, Arc<ParsedObject>)> {
+    /// Every object with its parsed records, and whether any object is new or changed (or gone).
+    fn refresh(&mut self, objects: &[Arc<ConfigMap>]) -> (Vec<ObjectRecords>, bool) {
         let mut next = HashMap::new();
         let mut out = Vec::new();
+        let mut changed = false;
         for cm in objects {
             let uid = cm.uid().unwrap_or_default();
             let version = cm.resource_version().unwrap_or_default();
             let parsed = match self.by_object.remove(&uid) {
                 Some((v, p)) if v == version => p,
-                _ => Arc::new(parse_object(cm)),
+                _ => {
+                    changed = true;
+                    Arc::new(parse_object(cm))
+                }
             };
             out.push((cm.clone(), parsed.clone()));
             next.insert(uid, (version, parsed));
         }
+        changed |= !self.by_object.is_empty();
         self.by_object = next;
-        out
+        (out, changed)
     }
 }
 
@@ -224,8 +236,10 @@ pub async fn run(
             () = tokio::time::sleep(this.settings.interval) => false,
             _ = is_leader.changed() => false,
         };
-        this.publish().await;
-        this.merge();
+        let published = this.publish().await;
+        if this.merge() || published {
+            this.settings.changed.notify_one();
+        }
         if stop {
             return;
         }
@@ -257,8 +271,10 @@ impl Loop {
         Some((g.spec.nodes.len(), g))
     }
 
-    async fn publish(&self) {
+    /// Whether anything was published.
+    async fn publish(&self) -> bool {
         let changed = self.tracker.take_changed();
+        let any = !changed.is_empty();
         let mut objects: ByObject = BTreeMap::new();
         for item in changed {
             let (key, group, _) = &item;
@@ -306,6 +322,7 @@ impl Loop {
                 tracing::warn!(object = %name, error = %e, "discovered MACs not published; will retry");
             }
         }
+        any
     }
 
     /// Adds `data`'s keys to the object (a JSON merge patch: the other keys stay), creating it
@@ -364,12 +381,14 @@ impl Loop {
         }
     }
 
-    /// Every replica's records, merged, become the tracker's view of the cluster.
-    fn merge(&mut self) {
+    /// Every replica's records, merged, become the tracker's view of the cluster. Whether an
+    /// object changed since the last merge.
+    fn merge(&mut self) -> bool {
         let objects = self.records.state();
         let own_discovered = discovered_name(&self.replica);
         let mut remote = Remote::default();
-        for (cm, parsed) in self.parsed.refresh(&objects) {
+        let (refreshed, changed) = self.parsed.refresh(&objects);
+        for (cm, parsed) in refreshed {
             for (key, record) in &parsed.nodes {
                 remote
                     .nodes
@@ -390,6 +409,7 @@ impl Loop {
             }
         }
         self.tracker.set_remote(remote);
+        changed
     }
 
     /// `status.rollout` (and `status.discovered`) of every BootConfig whose status shows

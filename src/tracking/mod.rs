@@ -89,14 +89,17 @@ impl Tracker {
         }
     }
 
-    /// Node `node` phoned home; `generation` when its instance-id names one.
-    pub fn phoned_home(&self, snapshot: &Snapshot, node: &ServedNode, generation: Option<i64>) {
+    /// Node `node` phoned home; `named` is the generation its instance-id names, if any. Else
+    /// the generation is that of the last boot script known now (this replica's or, merged,
+    /// another's); the merged records may still correct it (`Record::phoned_generation`).
+    pub fn phoned_home(&self, snapshot: &Snapshot, node: &ServedNode, named: Option<i64>) {
         let Some(index) = snapshot.index_of(node) else {
             return;
         };
+        let generation = named.or_else(|| self.record(snapshot, node).boot.map(|b| b.generation));
         let slots = self.slots.load();
         if let Some((slot, _)) = slots.slot(snapshot, index) {
-            slot.phone_home(now(), generation);
+            slot.phone_home(now(), generation, named.is_some());
         }
     }
 
@@ -166,6 +169,30 @@ impl Tracker {
             record.merge(&local);
         }
         record
+    }
+
+    /// The generations node `name` of `namespace` last fetched and confirmed (phone-home), for
+    /// its NodeGroup's status.
+    pub fn generations(&self, namespace: &str, name: &str) -> (Option<i64>, Option<i64>) {
+        let key = NodeKey {
+            namespace: Arc::from(namespace),
+            name: name.into(),
+        };
+        let mut record = self
+            .remote
+            .load()
+            .nodes
+            .get(&key)
+            .cloned()
+            .unwrap_or_default();
+        let slots = self.slots.load();
+        if let Some(local) = slots.index_of(&key).and_then(|i| slots.record(i)) {
+            record.merge(&local);
+        }
+        (
+            record.boot.as_ref().map(|b| b.generation),
+            record.phoned_generation(),
+        )
     }
 
     /// Unknown MACs that asked (this replica's and the cluster's), most recent first, without
@@ -300,6 +327,19 @@ impl Tracker {
     pub fn set_remote(&self, remote: Remote) {
         self.remote.store(Arc::new(remote));
     }
+}
+
+/// `report` with each listed node's served and booted generation filled in.
+pub fn with_generations(
+    report: &nodeboot_core::report::GroupReport,
+    tracker: &Tracker,
+) -> nodeboot_core::report::GroupReport {
+    let mut report = report.clone();
+    for node in &mut report.status.nodes {
+        (node.served_generation, node.booted_generation) =
+            tracker.generations(&report.id.namespace, &node.name);
+    }
+    report
 }
 
 /// Moves the tracker to each new snapshot as it is swapped in (the runtime sends a report

@@ -48,25 +48,34 @@ impl From<BootSeen> for (Epoch, String, i64) {
     }
 }
 
-/// Stored as `[time, generation or null]`.
+/// Stored as `[time, generation or null, named]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "(Epoch, Option<i64>)", into = "(Epoch, Option<i64>)")]
+#[serde(
+    from = "(Epoch, Option<i64>, bool)",
+    into = "(Epoch, Option<i64>, bool)"
+)]
 pub struct PhoneSeen {
     pub time: Epoch,
-    /// The generation the node said it booted (a per-generation instance-id); else `None`,
-    /// and the generation is that of the last boot script fetched before it.
+    /// The generation booted: the one the node named (a per-generation instance-id), else the
+    /// one of the last boot script the replica knew of when the node phoned home.
     pub generation: Option<i64>,
+    /// The node named the generation: it stands, whatever the boot records say.
+    pub named: bool,
 }
 
-impl From<(Epoch, Option<i64>)> for PhoneSeen {
-    fn from((time, generation): (Epoch, Option<i64>)) -> PhoneSeen {
-        PhoneSeen { time, generation }
+impl From<(Epoch, Option<i64>, bool)> for PhoneSeen {
+    fn from((time, generation, named): (Epoch, Option<i64>, bool)) -> PhoneSeen {
+        PhoneSeen {
+            time,
+            generation,
+            named,
+        }
     }
 }
 
-impl From<PhoneSeen> for (Epoch, Option<i64>) {
+impl From<PhoneSeen> for (Epoch, Option<i64>, bool) {
     fn from(p: PhoneSeen) -> Self {
-        (p.time, p.generation)
+        (p.time, p.generation, p.named)
     }
 }
 
@@ -113,14 +122,15 @@ impl Record {
         }
     }
 
-    /// The generation the last phone-home confirms: the one the node named, else that of the
-    /// boot script it fetched before phoning home.
+    /// The generation the last phone-home confirms: the one the node named; else that of the
+    /// last boot script it fetched before phoning home (the merged records know it even when
+    /// the replica that took the phone-home did not yet); else what that replica knew.
     pub fn phoned_generation(&self) -> Option<i64> {
         let phone = self.phone_home?;
-        match (phone.generation, &self.boot) {
-            (Some(g), _) => Some(g),
-            (None, Some(boot)) if boot.time <= phone.time => Some(boot.generation),
-            _ => None,
+        match &self.boot {
+            _ if phone.named => phone.generation,
+            Some(boot) if boot.time <= phone.time => Some(boot.generation),
+            _ => phone.generation,
         }
     }
 
@@ -215,6 +225,7 @@ mod tests {
             phone_home: Some(PhoneSeen {
                 time: 30,
                 generation: None,
+                named: false,
             }),
         };
         a.merge(&b);
@@ -229,6 +240,7 @@ mod tests {
             phone_home: Some(PhoneSeen {
                 time: 2,
                 generation: Some(9),
+                named: true,
             }),
         });
         assert_eq!(a.boot, before.boot);
@@ -247,11 +259,13 @@ mod tests {
         r.phone_home = Some(PhoneSeen {
             time: 90,
             generation: None,
+            named: false,
         });
         assert!(!r.booted("rocky9", 7));
         r.phone_home = Some(PhoneSeen {
             time: 130,
             generation: None,
+            named: false,
         });
         assert!(r.booted("rocky9", 7));
         assert!(!r.booted("rocky9", 6) && !r.booted("other", 7));
@@ -259,6 +273,7 @@ mod tests {
         r.phone_home = Some(PhoneSeen {
             time: 130,
             generation: Some(6),
+            named: true,
         });
         assert!(!r.booted("rocky9", 7));
     }
@@ -271,6 +286,7 @@ mod tests {
             phone_home: Some(PhoneSeen {
                 time: 1764143100,
                 generation: None,
+                named: false,
             }),
         };
         let text = serde_json::to_string(&r).unwrap();

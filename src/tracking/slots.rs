@@ -30,6 +30,7 @@ pub struct NodeSlot {
     documents: [AtomicU64; 4],
     phone_time: AtomicU64,
     phone_generation: AtomicI64,
+    phone_named: AtomicBool,
     /// Changed since last published.
     dirty: AtomicBool,
 }
@@ -51,9 +52,10 @@ impl NodeSlot {
         }
     }
 
-    pub fn phone_home(&self, time: Epoch, generation: Option<i64>) {
+    pub fn phone_home(&self, time: Epoch, generation: Option<i64>, named: bool) {
         self.phone_generation
             .store(generation.unwrap_or(NO_GENERATION), Ordering::Relaxed);
+        self.phone_named.store(named, Ordering::Relaxed);
         self.phone_time.store(time, Ordering::Release);
         self.mark();
     }
@@ -86,6 +88,7 @@ impl NodeSlot {
             phone_home: (phone_time > 0).then_some(PhoneSeen {
                 time: phone_time,
                 generation: (generation != NO_GENERATION).then_some(generation),
+                named: self.phone_named.load(Ordering::Relaxed),
             }),
         }
     }
@@ -260,6 +263,7 @@ impl Slots {
                 target
                     .phone_generation
                     .store(p.generation.unwrap_or(NO_GENERATION), Ordering::Relaxed);
+                target.phone_named.store(p.named, Ordering::Relaxed);
                 target.phone_time.store(p.time, Ordering::Release);
                 copied = true;
             }

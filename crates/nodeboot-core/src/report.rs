@@ -72,6 +72,7 @@ pub fn group_report<'a>(
             phase,
             boot_config: node.outcome.config().map(|c| c.id.name.clone()),
             message: node.outcome.message().to_owned(),
+            ..Default::default()
         });
     }
     let ready = if status.conflict_count > 0 {
@@ -537,6 +538,7 @@ mod tests {
                 },
                 boot_config: Some("compute".into()),
                 message: "x".repeat(300),
+                ..Default::default()
             })
             .collect();
         let report = GroupReport {
