@@ -125,8 +125,15 @@ async fn explain_node(
     render: &RenderArgs,
 ) -> Result<(), Error> {
     let settings = render.settings_without_listener()?;
+    let from_cluster = manifests.is_none();
     let snapshot = snapshot_of(manifests, namespace.as_deref(), &settings).await?;
     let report = explain(&snapshot, id)?;
+    // From the cluster, also what the node fetched and when (the replicas' boot records).
+    let tracker = crate::tracking::Tracker::new();
+    if from_cluster {
+        tracker.set_remote(operator::records_from_cluster(namespace.as_deref()).await?);
+    }
+    let report = crate::tracking::TrackedReport::new(report, &snapshot, &tracker, id);
     let text = match output {
         OutputFormat::Yaml => {
             serde_yaml_ng::to_string(&report).map_err(|e| Error::Output(e.to_string()))?

@@ -264,6 +264,22 @@ async fn rollout_counts_with_two_replicas_survive_restart_and_adopt_takes_discov
     let report = r3.node_report("x1000c0s0b0n0").await;
     assert_eq!(report["lastBootScript"]["generation"], 2, "{report}");
     assert_eq!(report["lastPhoneHome"]["generation"], 2, "{report}");
+    // `nodeboot explain` reads the same records from the cluster.
+    let out = Command::new(env!("CARGO_BIN_EXE_nodeboot"))
+        .args([
+            "explain",
+            "x1000c0s0b0n0",
+            "--namespace",
+            &ns,
+            "--output",
+            "json",
+        ])
+        .env("KUBECONFIG", api.kubeconfig_str())
+        .output()
+        .expect("nodeboot explain runs");
+    let explained: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(explained["lastBootScript"]["generation"], 2, "{explained}");
+    assert_eq!(explained["lastPhoneHome"]["generation"], 2, "{explained}");
     // The new leader's status says the same as before the restart, not zero.
     tokio::time::sleep(Duration::from_secs(4)).await;
     wait_rollout(

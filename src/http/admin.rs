@@ -9,13 +9,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use nodeboot_core::explain::{ExplainError, explain};
-use nodeboot_core::snapshot::{Identity, Query, Subject};
 
 use super::SharedSnapshot;
 use super::problem::Problem;
 use crate::metrics::{Metrics, RolloutLabels};
-use crate::tracking::Tracker;
-use crate::tracking::record::RecordReport;
+use crate::tracking::{TrackedReport, Tracker};
 
 /// What `/readyz` reports: whether a first snapshot is in service, and whether the last
 /// rebuild failed (the previous snapshot then stays in service).
@@ -106,29 +104,13 @@ pub async fn node(State(state): State<AdminState>, Path(id): Path<String>) -> Re
     let snapshot = state.snapshot.load();
     match explain(&snapshot, &id) {
         Ok(report) => {
-            let record = match snapshot
-                .answer(&Query::new(Identity::NameOrMac(id)))
-                .subject
-            {
-                Subject::Known(node) => Some(state.tracker.record(&snapshot, node).report()),
-                _ => None,
-            };
-            Json(NodeWithRecord { report, record }).into_response()
+            Json(TrackedReport::new(report, &snapshot, &state.tracker, &id)).into_response()
         }
         Err(e @ ExplainError::NotFound(_)) => Problem::not_found(e.to_string()).into_response(),
         Err(e @ ExplainError::Ambiguous(_)) => {
             Problem::new(StatusCode::CONFLICT, e.to_string()).into_response()
         }
     }
-}
-
-/// `/nodes/{id}`: the explanation, and for a known node what it fetched and when.
-#[derive(serde::Serialize)]
-struct NodeWithRecord {
-    #[serde(flatten)]
-    report: nodeboot_core::explain::NodeReport,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    record: Option<RecordReport>,
 }
 
 /// `GET /discovered`: unknown MACs that asked, most recent first.

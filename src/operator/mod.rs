@@ -182,3 +182,11 @@ pub async fn snapshot_from_cluster(
     let (snapshot, _) = build(&desired, &mut ConfigCompiler::default(), settings);
     Ok(snapshot)
 }
+
+/// One-shot: every replica's boot records, merged, for `explain`.
+pub async fn records_from_cluster(
+    namespace: Option<&str>,
+) -> Result<crate::tracking::Remote, OperatorError> {
+    let client = Client::try_default().await.map_err(OperatorError::Client)?;
+    Ok(rollout::records_from_cluster(&client, namespace).await)
+}

@@ -329,6 +329,33 @@ impl Tracker {
     }
 }
 
+/// A node's explanation and, for a known node, what it fetched and when: the admin
+/// `/nodes/{id}` and `nodeboot explain`.
+#[derive(serde::Serialize)]
+pub struct TrackedReport {
+    #[serde(flatten)]
+    pub report: nodeboot_core::explain::NodeReport,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub record: Option<record::RecordReport>,
+}
+
+impl TrackedReport {
+    pub fn new(
+        report: nodeboot_core::explain::NodeReport,
+        snapshot: &Snapshot,
+        tracker: &Tracker,
+        id: &str,
+    ) -> TrackedReport {
+        use nodeboot_core::snapshot::{Identity, Query, Subject};
+        let query = Query::new(Identity::NameOrMac(id.to_owned()));
+        let record = match snapshot.answer(&query).subject {
+            Subject::Known(node) => Some(tracker.record(snapshot, node).report()),
+            _ => None,
+        };
+        TrackedReport { report, record }
+    }
+}
+
 /// `report` with each listed node's served and booted generation filled in.
 pub fn with_generations(
     report: &nodeboot_core::report::GroupReport,
