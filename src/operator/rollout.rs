@@ -37,6 +37,7 @@ use crate::tracking::{Changed, Remote, Tracker};
 pub const RECORDS_LABEL: &str = "nodeboot.io/boot-records";
 const REPLICA_LABEL: &str = "nodeboot.io/replica";
 const GROUP_ANNOTATION: &str = "nodeboot.io/node-group";
+const SHARD_ANNOTATION: &str = "nodeboot.io/shard";
 const WRITTEN_ANNOTATION: &str = "nodeboot.io/written-at";
 /// The field manager of `status.rollout` and `status.discovered`: the status writer's own
 /// manager applies the rest of the status and leaves these alone.
@@ -183,8 +184,19 @@ impl Parsed {
     }
 }
 
+/// A record object to write: where, what kind, and for which NodeGroup and shard.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    kind: &'a str,
+    group: &'a str,
+    shard: u64,
+    owner: Option<&'a NodeGroup>,
+}
+
 /// Changed records by the object they go to (namespace, name), with their NodeGroup.
-type ByObject = BTreeMap<(Arc<str>, String), (Arc<str>, Vec<Changed>)>;
+type ByObject = BTreeMap<(Arc<str>, String), (Arc<str>, u64, Vec<Changed>)>;
 
 struct Loop {
     client: Client,
@@ -279,14 +291,15 @@ impl Loop {
         for item in changed {
             let (key, group, _) = &item;
             let size = self.group_size(&key.namespace, group).map_or(0, |(n, _)| n);
-            let name = object_name(group, shard_of(&key.name, size), Some(&self.replica));
+            let shard = shard_of(&key.name, size);
+            let name = object_name(group, shard, Some(&self.replica));
             objects
                 .entry((key.namespace.clone(), name))
-                .or_insert_with(|| (group.clone(), Vec::new()))
-                .1
+                .or_insert_with(|| (group.clone(), shard, Vec::new()))
+                .2
                 .push(item);
         }
-        for ((namespace, name), (group, items)) in objects {
+        for ((namespace, name), (group, shard, items)) in objects {
             let data: BTreeMap<String, String> = items
                 .iter()
                 .filter_map(|(key, _, record)| {
@@ -295,7 +308,17 @@ impl Loop {
                 .collect();
             let owner = self.group_size(&namespace, &group).map(|(_, g)| g);
             if let Err(e) = self
-                .write_object(&namespace, &name, "nodes", &group, owner.as_deref(), data)
+                .write_object(
+                    &Target {
+                        namespace: &namespace,
+                        name: &name,
+                        kind: "nodes",
+                        group: &group,
+                        shard,
+                        owner: owner.as_deref(),
+                    },
+                    data,
+                )
                 .await
             {
                 tracing::warn!(%namespace, object = %name, error = %e, "boot records not published; will retry");
@@ -310,71 +333,92 @@ impl Loop {
             let name = discovered_name(&self.replica);
             if let Err(e) = self
                 .write_object(
-                    &self.settings.home_namespace,
-                    &name,
-                    "discovered",
-                    "",
-                    None,
+                    &Target {
+                        namespace: &self.settings.home_namespace,
+                        name: &name,
+                        kind: "discovered",
+                        group: "",
+                        shard: 0,
+                        owner: None,
+                    },
                     data,
                 )
                 .await
             {
                 tracing::warn!(object = %name, error = %e, "discovered MACs not published; will retry");
+                self.tracker.discovered_unpublished();
             }
         }
         any
     }
 
-    /// Adds `data`'s keys to the object (a JSON merge patch: the other keys stay), creating it
-    /// when missing.
+    /// Writes `data` into the object, creating it when missing.
     async fn write_object(
         &self,
-        namespace: &str,
-        name: &str,
-        kind: &str,
-        group: &str,
-        owner: Option<&NodeGroup>,
+        target: &Target<'_>,
         data: BTreeMap<String, String>,
     ) -> Result<(), kube::Error> {
+        let Target {
+            namespace,
+            name,
+            kind,
+            group,
+            shard,
+            owner,
+        } = *target;
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         let replica = if name.ends_with(&format!(".{}", self.replica)) || kind == "discovered" {
             self.replica.as_str()
         } else {
             FOLDED
         };
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                labels: Some(
+                    [
+                        (RECORDS_LABEL.to_owned(), kind.to_owned()),
+                        (REPLICA_LABEL.to_owned(), replica.to_owned()),
+                    ]
+                    .into(),
+                ),
+                annotations: Some(
+                    [
+                        (GROUP_ANNOTATION.to_owned(), group.to_owned()),
+                        (SHARD_ANNOTATION.to_owned(), shard.to_string()),
+                        (WRITTEN_ANNOTATION.to_owned(), now().to_string()),
+                    ]
+                    .into(),
+                ),
+                owner_references: owner.and_then(owner_reference).map(|o| vec![o]),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        if kind == "discovered" {
+            // Replaced whole (server-side apply: keys this replica no longer holds go), so
+            // that the object holds at most what the replica keeps.
+            let params = PatchParams::apply(&format!("nodeboot-{}", self.replica)).force();
+            let mut applied = serde_json::to_value(&cm).unwrap_or_default();
+            applied["apiVersion"] = "v1".into();
+            applied["kind"] = "ConfigMap".into();
+            return api
+                .patch(name, &params, &Patch::Apply(&applied))
+                .await
+                .map(|_| ());
+        }
+        // Node records: only the changed keys (a JSON merge patch; the other keys stay).
         let patch = json!({
             "metadata": {"annotations": {WRITTEN_ANNOTATION: now().to_string()}},
-            "data": data,
+            "data": cm.data,
         });
         match api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
             Err(kube::Error::Api(e)) if e.code == 404 => {
-                let cm = ConfigMap {
-                    metadata: ObjectMeta {
-                        name: Some(name.to_owned()),
-                        namespace: Some(namespace.to_owned()),
-                        labels: Some(
-                            [
-                                (RECORDS_LABEL.to_owned(), kind.to_owned()),
-                                (REPLICA_LABEL.to_owned(), replica.to_owned()),
-                            ]
-                            .into(),
-                        ),
-                        annotations: Some(
-                            [
-                                (GROUP_ANNOTATION.to_owned(), group.to_owned()),
-                                (WRITTEN_ANNOTATION.to_owned(), now().to_string()),
-                            ]
-                            .into(),
-                        ),
-                        owner_references: owner.and_then(owner_reference).map(|o| vec![o]),
-                        ..Default::default()
-                    },
-                    data: Some(data),
-                    ..Default::default()
-                };
                 api.create(&PostParams::default(), &cm).await.map(|_| ())
             }
             other => other.map(|_| ()),
@@ -495,12 +539,9 @@ impl Loop {
                     .get(GROUP_ANNOTATION)
                     .cloned()
                     .unwrap_or_default();
-                let Some((_, shard_and_replica)) = name.split_once(".boots-") else {
-                    continue;
-                };
-                let shard = shard_and_replica
-                    .split('.')
-                    .next()
+                let shard = cm
+                    .annotations()
+                    .get(SHARD_ANNOTATION)
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
                 let folded = object_name(&group, shard, None);
@@ -508,7 +549,17 @@ impl Loop {
                 let owner = self.group_size(&namespace, &group).map(|(_, g)| g);
                 if !data.is_empty()
                     && let Err(e) = self
-                        .write_object(&namespace, &folded, "nodes", &group, owner.as_deref(), data)
+                        .write_object(
+                            &Target {
+                                namespace: &namespace,
+                                name: &folded,
+                                kind: "nodes",
+                                group: &group,
+                                shard,
+                                owner: owner.as_deref(),
+                            },
+                            data,
+                        )
                         .await
                 {
                     tracing::warn!(%namespace, object = %folded, error = %e, "stale boot records not folded; will retry");

@@ -141,6 +141,10 @@ impl Discovered {
         }
     }
 
+    pub fn changed(&mut self) {
+        self.dirty = true;
+    }
+
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
     }

@@ -53,12 +53,6 @@ pub struct Tracker {
     remote: ArcSwap<Remote>,
 }
 
-impl Default for Slots {
-    fn default() -> Slots {
-        Slots::empty()
-    }
-}
-
 fn generation_of(config: &CompiledBootConfig) -> i64 {
     config.generation.unwrap_or(0)
 }
@@ -315,6 +309,13 @@ impl Tracker {
         let mut d = self.discovered.lock().ok()?;
         d.take_dirty()
             .then(|| d.all().map(|(m, s)| (*m, s.clone())).collect())
+    }
+
+    /// The last publication of the unknown MACs failed: publish them again next time.
+    pub fn discovered_unpublished(&self) {
+        if let Ok(mut d) = self.discovered.lock() {
+            d.changed();
+        }
     }
 
     /// Starts this replica's unknown MACs from what it published before a restart.

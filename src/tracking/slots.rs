@@ -111,6 +111,12 @@ pub struct Slots {
     node_config: Vec<u32>,
 }
 
+impl Default for Slots {
+    fn default() -> Slots {
+        Slots::empty()
+    }
+}
+
 impl Slots {
     pub fn empty() -> Slots {
         Slots::new(None, None)
