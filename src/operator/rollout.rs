@@ -597,24 +597,32 @@ impl Loop {
             .get(&ObjectRef::new(folded).within(namespace))
             .map(|cm| parse_object(&cm).nodes)
             .unwrap_or_default();
-        let existing: HashMap<&str, &Record> =
-            existing.iter().map(|(k, r)| (&*k.name, r)).collect();
-        let mut out = BTreeMap::new();
-        for (key, record) in parse_object(stale).nodes {
-            let mut merged = existing
-                .get(&*key.name)
-                .map(|r| (*r).clone())
-                .unwrap_or_default();
-            let before = merged.clone();
-            merged.merge(&record);
-            if merged != before
-                && let Ok(text) = serde_json::to_string(&merged)
-            {
-                out.insert(key.name.to_string(), text);
-            }
-        }
-        out
+        newer_entries(&existing, &parse_object(stale).nodes)
     }
+}
+
+/// The entries of `stale` that add something to `existing`, merged with what it holds: what a
+/// folded object must be patched with.
+fn newer_entries(
+    existing: &[(NodeKey, Record)],
+    stale: &[(NodeKey, Record)],
+) -> BTreeMap<String, String> {
+    let existing: HashMap<&str, &Record> = existing.iter().map(|(k, r)| (&*k.name, r)).collect();
+    let mut out = BTreeMap::new();
+    for (key, record) in stale {
+        let mut merged = existing
+            .get(&*key.name)
+            .map(|r| (*r).clone())
+            .unwrap_or_default();
+        let before = merged.clone();
+        merged.merge(record);
+        if merged != before
+            && let Ok(text) = serde_json::to_string(&merged)
+        {
+            out.insert(key.name.to_string(), text);
+        }
+    }
+    out
 }
 
 fn owner_reference(group: &NodeGroup) -> Option<OwnerReference> {
@@ -664,6 +672,34 @@ mod tests {
         assert!(name.len() <= 253, "{}", name.len());
         assert_eq!(dns_part("Host_Name:1234"), "host-name-1234");
         assert_eq!(dns_part("---"), "replica");
+    }
+
+    #[test]
+    fn folding_keeps_the_newest_of_both() {
+        use crate::tracking::record::BootSeen;
+        let key = |n: &str| NodeKey {
+            namespace: Arc::from("hpc"),
+            name: n.into(),
+        };
+        let boot = |time, generation| Record {
+            boot: Some(BootSeen {
+                time,
+                config: "c".into(),
+                generation,
+            }),
+            ..Default::default()
+        };
+        let folded = [(key("a"), boot(100, 2)), (key("b"), boot(50, 1))];
+        let stale = [
+            (key("a"), boot(90, 1)),
+            (key("b"), boot(60, 2)),
+            (key("c"), boot(10, 1)),
+        ];
+        let patch = newer_entries(&folded, &stale);
+        // `a` is newer in the folded object already: not rewritten.
+        assert_eq!(patch.keys().collect::<Vec<_>>(), ["b", "c"]);
+        let b: Record = serde_json::from_str(&patch["b"]).unwrap();
+        assert_eq!(b, boot(60, 2));
     }
 
     #[test]
