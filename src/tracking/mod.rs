@@ -97,7 +97,8 @@ impl Tracker {
         }
     }
 
-    /// The node of `snapshot` whose meta-data instance-id is `id`.
+    /// The node of `snapshot` whose meta-data instance-id is `id`, when that is not its name
+    /// (a node is found by name first).
     pub fn by_instance_id<'s>(&self, snapshot: &'s Snapshot, id: &str) -> Option<&'s ServedNode> {
         let slots = self.slots.load();
         if !slots.is_for(snapshot) {
@@ -510,12 +511,21 @@ mod tests {
     }
 
     #[test]
-    fn instance_ids_find_nodes() {
+    fn instance_ids_set_in_meta_data_find_nodes() {
+        let mut desired = site();
+        let group = Arc::make_mut(&mut desired.node_groups[1]);
+        group.spec.nodes[0]
+            .meta_data
+            .insert("instance-id".into(), "i-0101".into());
         let tracker = Tracker::new();
-        let snapshot = snapshot_of(&site());
+        let snapshot = snapshot_of(&desired);
         tracker.follow(&snapshot);
-        let found = tracker.by_instance_id(&snapshot, "x1001c0s0b0n0").unwrap();
+        let found = tracker.by_instance_id(&snapshot, "i-0101").unwrap();
         assert_eq!(found.node.name(), "x1001c0s0b0n0");
         assert!(tracker.by_instance_id(&snapshot, "nope").is_none());
+        // Before the slots follow a new snapshot, the same answer the slow way.
+        let next = snapshot_of(&desired);
+        let found = tracker.by_instance_id(&next, "i-0101").unwrap();
+        assert_eq!(found.node.name(), "x1001c0s0b0n0");
     }
 }

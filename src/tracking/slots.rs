@@ -104,6 +104,7 @@ pub struct Slots {
     /// NodeGroup of each node (namespace from the key): what a replica publishes per object.
     groups: Vec<Arc<str>>,
     by_key: HashMap<NodeKey, u32>,
+    /// Instance-ids that differ from the node's name (set in meta-data, or per generation).
     by_instance_id: HashMap<String, u32>,
     /// BootConfig names, interned; `node_config[i]` is node i's in this snapshot.
     configs: Vec<Arc<str>>,
@@ -154,7 +155,12 @@ impl Slots {
             slots.by_key.insert(key.clone(), index);
             slots.keys.push(key);
             slots.groups.push(Arc::from(node.group_name()));
-            slots.by_instance_id.insert(node.instance_id(), index);
+            // Only ids that are not the node's name: names are found by name already, and a
+            // copy of every name would cost some 60 bytes a node.
+            let instance_id = node.instance_id();
+            if instance_id != node.name() {
+                slots.by_instance_id.insert(instance_id, index);
+            }
             let config = node
                 .outcome
                 .config()
@@ -195,7 +201,8 @@ impl Slots {
         Some((self.slots.get(index)?, *self.node_config.get(index)?))
     }
 
-    /// The node index of an instance-id (as the node's meta-data says it).
+    /// The node index of an instance-id (as the node's meta-data says it) that is not the
+    /// node's name.
     pub fn by_instance_id(&self, id: &str) -> Option<usize> {
         self.by_instance_id.get(id).map(|i| *i as usize)
     }
