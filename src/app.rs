@@ -29,6 +29,7 @@ pub async fn run(command: Command) -> Result<(), Error> {
         Command::Run {
             namespace,
             election,
+            tracking_interval,
             serve,
         } => {
             let lease = lease_settings(&election, namespace.as_deref());
@@ -36,8 +37,38 @@ pub async fn run(command: Command) -> Result<(), Error> {
                 namespace,
                 lease,
                 server: serve.server_config()?,
+                tracking_interval: std::time::Duration::from_secs(tracking_interval),
+                replica: election.identity.clone().unwrap_or_else(default_identity),
             })
             .await?;
+            Ok(())
+        }
+        Command::Adopt {
+            mac,
+            group,
+            name,
+            namespace,
+            nid,
+            ip,
+            hostname,
+            dry_run,
+        } => {
+            let change = crate::adopt::adopt(&crate::adopt::Adoption {
+                mac,
+                group,
+                namespace,
+                name,
+                nid,
+                ip,
+                hostname,
+                dry_run,
+            })
+            .await?;
+            if dry_run {
+                print!("# dry run: nothing was changed\n{change}");
+            } else {
+                print!("{change}");
+            }
             Ok(())
         }
         Command::Explain {
@@ -114,8 +145,15 @@ async fn explain_node(
     render: &RenderArgs,
 ) -> Result<(), Error> {
     let settings = render.settings_without_listener()?;
+    let from_cluster = manifests.is_none();
     let snapshot = snapshot_of(manifests, namespace.as_deref(), &settings).await?;
     let report = explain(&snapshot, id)?;
+    // From the cluster, also what the node fetched and when (the replicas' boot records).
+    let tracker = crate::tracking::Tracker::new();
+    if from_cluster {
+        tracker.set_remote(operator::records_from_cluster(namespace.as_deref()).await?);
+    }
+    let report = crate::tracking::TrackedReport::new(report, &snapshot, &tracker, id);
     let text = match output {
         OutputFormat::Yaml => {
             serde_yaml_ng::to_string(&report).map_err(|e| Error::Output(e.to_string()))?

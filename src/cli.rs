@@ -48,6 +48,10 @@ pub enum Command {
         namespace: Option<String>,
         #[command(flatten)]
         election: ElectionArgs,
+        /// Seconds between publications of this replica's boot records and writes of rollout
+        /// status (at most one write per object per interval).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300), env = "NODEBOOT_TRACKING_INTERVAL")]
+        tracking_interval: u64,
         #[command(flatten)]
         serve: ServeArgs,
     },
@@ -61,6 +65,29 @@ pub enum Command {
     },
     /// Print the CustomResourceDefinitions (what crds/ holds).
     Crds,
+    /// Add an unknown MAC (see the admin /discovered list) to a NodeGroup as a new node.
+    Adopt {
+        /// The MAC address, in any notation.
+        mac: String,
+        /// The NodeGroup to add the node to.
+        #[arg(long)]
+        group: String,
+        /// The new node's name (unique in the namespace).
+        #[arg(long)]
+        name: String,
+        /// Namespace of the NodeGroup (default: the kubeconfig's).
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        nid: Option<i64>,
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Print the change (checked by the API server) without making it.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show what a node (name or MAC) gets and why, from manifests or from the cluster.
     Explain {
         /// Read the inventory from this directory of manifests instead of the cluster.

@@ -15,6 +15,8 @@ pub enum Error {
     #[error(transparent)]
     Operator(#[from] OperatorError),
     #[error(transparent)]
+    Adopt(#[from] crate::adopt::AdoptError),
+    #[error(transparent)]
     Explain(#[from] nodeboot_core::explain::ExplainError),
     #[error("cannot render the CRDs: {0}")]
     Crds(#[source] serde_yaml_ng::Error),

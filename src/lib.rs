@@ -7,9 +7,11 @@
 //! - `operator`: the cluster's watches (a `Source`), leader election, the status writer.
 //! - `http`: the boot and admin listeners; handlers translate `Snapshot::answer` to HTTP.
 //! - `import`: `nodeboot import`, reading OpenCHAMI sources for `nodeboot-openchami`.
+//! - `tracking`: what each node last fetched and when it phoned home; unknown MACs that asked.
 //! - `metrics`, `memory`, `logging`: Prometheus metrics, giving memory back after a rebuild,
 //!   log set-up (control characters escaped).
 
+pub mod adopt;
 pub mod app;
 pub mod cli;
 pub mod error;
@@ -21,3 +23,4 @@ pub mod memory;
 pub mod metrics;
 pub mod operator;
 pub mod runtime;
+pub mod tracking;

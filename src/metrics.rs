@@ -20,6 +20,8 @@ pub enum Endpoint {
     bootscript,
     bootparameters,
     cloud_init,
+    phone_home,
+    endpoint_history,
     other,
     /// `/grub.cfg`
     grub_bootstrap,
@@ -30,11 +32,13 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 8] = [
+    const ALL: [Endpoint; 10] = [
         Endpoint::bootstrap,
         Endpoint::bootscript,
         Endpoint::bootparameters,
         Endpoint::cloud_init,
+        Endpoint::phone_home,
+        Endpoint::endpoint_history,
         Endpoint::other,
         Endpoint::grub_bootstrap,
         Endpoint::grub_config,
@@ -82,6 +86,15 @@ struct PhaseLabels {
     phase: &'static str,
 }
 
+/// A BootConfig generation's rollout, one gauge per state (`served`, `booted`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutLabels {
+    pub namespace: String,
+    pub bootconfig: String,
+    pub generation: String,
+    pub state: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
     pub kind: &'static str,
@@ -102,6 +115,8 @@ pub struct Metrics {
     pub connections_refused: Counter,
     pub accept_errors: Counter,
     pub logs_suppressed: Counter,
+    /// Nodes that fetched (`served`) and confirmed (`booted`) a BootConfig generation.
+    pub rollout_nodes: Family<RolloutLabels, Gauge>,
 }
 
 impl Metrics {
@@ -122,6 +137,7 @@ impl Metrics {
         let connections_refused = Counter::default();
         let accept_errors = Counter::default();
         let logs_suppressed = Counter::default();
+        let rollout_nodes = Family::<RolloutLabels, Gauge>::default();
 
         let mut requests = Vec::new();
         for e in Endpoint::ALL {
@@ -201,6 +217,11 @@ impl Metrics {
             "Repeated warnings not logged (at most one line per second per kind)",
             logs_suppressed.clone(),
         );
+        registry.register(
+            "rollout_nodes",
+            "Nodes of a BootConfig that fetched its served generation's script (state=served) and phoned home after (state=booted), from every replica's records",
+            rollout_nodes.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
@@ -215,6 +236,7 @@ impl Metrics {
             connections_refused,
             accept_errors,
             logs_suppressed,
+            rollout_nodes,
         })
     }
 

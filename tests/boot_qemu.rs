@@ -452,3 +452,119 @@ async fn operator_on_the_test_api_server_boots_a_node() {
     );
     assert!(block(&console, "META-DATA").contains("instance-id: x1001c0s0b0n0"));
 }
+
+/// The example compute BootConfig, its user-data configuring cloud-init's `phone_home` (the
+/// snippet README.md documents).
+fn phone_home_config(ns: &str, images_port: u16) -> String {
+    let img = |f: &str| format!("http://10.0.2.2:{images_port}/compute/{f}");
+    format!(
+        "apiVersion: nodeboot.io/v1alpha1\nkind: BootConfig\nmetadata: {{name: compute, namespace: {ns}}}\nspec:\n  nodeSelector: {{matchLabels: {{role: compute}}}}\n  kernel: {}\n  initrd: {}\n  params: \"console=ttyS0 image=compute panic=-1\"\n  cloudInit:\n    userData: |\n      #cloud-config\n      hostname: {{{{ node.hostname }}}}\n      phone_home:\n        url: {{{{ server.url }}}}/cloud-init/$INSTANCE_ID/phone-home\n        post: all\n        tries: 10\n",
+        img("vmlinuz"),
+        img("initrd.img")
+    )
+}
+
+/// An unknown VM loops asking; it shows in `/discovered`; `nodeboot adopt` adds it; it boots
+/// its real configuration on its next round, phones home, and counts as booted.
+#[tokio::test(flavor = "multi_thread")]
+async fn discovered_vm_is_adopted_boots_and_phones_home() {
+    let api = support::apiserver::shared();
+    let images = images();
+    let ns = api.fresh_namespace("adopt");
+    let group = site(images.port, "", false)[0]
+        .1
+        .replace("namespace: hpc", &format!("namespace: {ns}"));
+    api.apply_ok(&ns, &group);
+    api.apply_ok(&ns, &phone_home_config(&ns, images.port));
+    let port = support::free_port();
+    let args: Vec<String> = [
+        "run",
+        "--namespace",
+        &ns,
+        "--leader-election",
+        "off",
+        "--tracking-interval",
+        "1",
+        "--retry-max-delay",
+        "2",
+        "--advertise-url",
+        &format!("http://10.0.2.2:{port}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let log = std::env::temp_dir().join(format!("nodeboot-qemu-adopt-{ns}.log"));
+    let nb = Nodeboot::spawn_on(&args, &[("KUBECONFIG", &api.kubeconfig_str())], &log, port).await;
+    let mac = "52:54:00:00:88:01";
+    let vm = Vm::boot(mac, port, "adopt").await;
+
+    // The stranger loops; it is listed as discovered, with the arch iPXE reported.
+    let start = Instant::now();
+    let listed = loop {
+        let (_, _, body) = nb.admin_get("/discovered").await;
+        let list: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if let Some(entry) = list
+            .as_array()
+            .and_then(|l| l.iter().find(|e| e["mac"] == mac))
+        {
+            break entry.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(BOOT_TIMEOUT_SECS),
+            "{mac} never discovered:\n{}",
+            vm.console()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(listed["arch"], "x86_64", "{listed}");
+    assert_eq!(listed["source"], "127.0.0.1", "{listed}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_nodeboot"))
+        .args(["adopt", mac, "--namespace", &ns, "--group", "cabinet-x1000"])
+        .args(["--name", "x1000c0s9b0n0", "--nid", "90"])
+        .env("KUBECONFIG", api.kubeconfig_str())
+        .output()
+        .expect("nodeboot adopt runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let waits = "nodeboot_http_requests_total{endpoint=\"bootscript\",outcome=\"wait\"}";
+    let waited_before = counter(&nb, waits).await;
+    let console = vm.finish().await;
+    // Within one retry round: at most the one wait already under way when it was adopted.
+    assert!(
+        counter(&nb, waits).await <= waited_before + 1,
+        "{} waits after adoption (from {waited_before})",
+        counter(&nb, waits).await
+    );
+    let cmdline = block(&console, "CMDLINE");
+    assert!(
+        cmdline.contains("xname=x1000c0s9b0n0") && cmdline.contains("image=compute"),
+        "{cmdline}"
+    );
+    assert!(
+        console.contains("NODEBOOT-PHONE-HOME ok url=http://10.0.2.2:"),
+        "{console}"
+    );
+
+    // The phone-home makes it booted: in the node's report and the BootConfig's rollout.
+    let report = nb.node_report("x1000c0s9b0n0").await;
+    assert_eq!(
+        report["lastPhoneHome"]["generation"], report["lastBootScript"]["generation"],
+        "{report}"
+    );
+    let rollout = support::wait::eventually(
+        "compute rollout counts the VM as booted",
+        Duration::from_secs(30),
+        || {
+            let bc = api.get_json(&ns, "bc/compute");
+            (bc["status"]["rollout"]["booted"] == 1).then_some(bc["status"]["rollout"].clone())
+        },
+    )
+    .await;
+    assert_eq!(rollout["served"], 1, "{rollout}");
+    let (_, _, discovered) = nb.admin_get("/discovered").await;
+    assert!(!discovered.contains(mac), "{discovered}");
+}

@@ -19,6 +19,7 @@ use nodeboot::http::client_addr::Peer;
 use nodeboot::http::{AccessPolicy, Limits, SharedSnapshot, admin_router, boot_router};
 use nodeboot::manifests::ManifestFolder;
 use nodeboot::metrics::Metrics;
+use nodeboot::tracking::Tracker;
 use nodeboot_core::compile::ConfigCompiler;
 use nodeboot_core::render::RenderSettings;
 use nodeboot_core::snapshot::build;
@@ -54,8 +55,16 @@ impl Server {
         let metrics = Metrics::new();
         let limits = Limits::default();
         let readiness = Arc::new(Readiness::default());
+        let tracker = Tracker::new();
+        tracker.follow(&snapshot.load_full());
         let boot = boot_router(
-            BootState::new(snapshot.clone(), access, &settings, metrics.clone()),
+            BootState::new(
+                snapshot.clone(),
+                access,
+                &settings,
+                metrics.clone(),
+                tracker.clone(),
+            ),
             &metrics,
             &limits,
         );
@@ -64,6 +73,7 @@ impl Server {
                 snapshot,
                 metrics,
                 readiness: readiness.clone(),
+                tracker: tracker.clone(),
             },
             &limits,
         );
@@ -103,6 +113,19 @@ impl Server {
             request = request.header(*name, *value);
         }
         let mut request = request.body(Body::empty()).expect("request");
+        let peer: SocketAddr = peer.parse().expect("peer address");
+        request.extensions_mut().insert(Peer(peer));
+        call(&self.boot, request).await
+    }
+
+    /// POST a form body (as cloud-init's `phone_home` sends it) to `path` from `peer`.
+    async fn post_form(&self, path: &str, peer: &str, form: &str) -> Reply {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(form.to_owned()))
+            .expect("request");
         let peer: SocketAddr = peer.parse().expect("peer address");
         request.extensions_mut().insert(Peer(peer));
         call(&self.boot, request).await
@@ -890,7 +913,7 @@ async fn unknown_paths_get_problem_bodies() {
     let detail = server.admin("/nope").await.problem(404);
     assert_eq!(
         detail,
-        "no such endpoint: /nope; see /healthz, /readyz, /metrics and /nodes/<name or MAC>"
+        "no such endpoint: /nope; see /healthz, /readyz, /metrics, /nodes/<name or MAC> and /discovered"
     );
     // The admin endpoints are not on the boot listener, which faces the boot network.
     server.get("/metrics").await.problem(404);
@@ -1357,4 +1380,258 @@ async fn grub_arch_from_the_firmware_picks_the_discovery_bootconfig() {
         .await
         .text();
     assert!(cfg.contains("set nodeboot_retry=1"), "{cfg}");
+}
+
+/// What cloud-init's `phone_home` module posts (`post: all`), keys shortened.
+fn phone_home_form(instance_id: &str) -> String {
+    format!(
+        "pub_key_rsa=ssh-rsa+AAAAB3Nza+root%40n&pub_key_ecdsa=ecdsa-sha2-nistp256+AAAAE2V&pub_key_ed25519=ssh-ed25519+AAAAC3Nz&instance_id={instance_id}&hostname=nid000001&fqdn=nid000001.example"
+    )
+}
+
+#[tokio::test]
+async fn a_node_s_fetches_and_phone_home_show_in_its_report_history_and_metrics() {
+    let server = Server::examples();
+    let before = server.admin("/nodes/x1000c0s0b0n0").await.json();
+    assert!(before.get("lastBootScript").is_none(), "{before}");
+    assert!(before.get("lastPhoneHome").is_none(), "{before}");
+    assert_eq!(before["lastCloudInit"], json!({}));
+
+    server
+        .get("/boot/v1/bootscript?mac=02:00:00:00:10:00")
+        .await
+        .text();
+    server
+        .get("/cloud-init/x1000c0s0b0n0/meta-data")
+        .await
+        .text();
+    server
+        .get("/cloud-init/x1000c0s0b0n0/user-data")
+        .await
+        .text();
+    assert_eq!(
+        server
+            .metric("nodeboot_rollout_nodes{namespace=\"hpc\",bootconfig=\"compute-rocky9\",generation=\"1\",state=\"served\"}")
+            .await,
+        1
+    );
+    let served = server.admin("/nodes/x1000c0s0b0n0").await.json();
+    assert_eq!(
+        served["lastBootScript"]["bootConfig"], "compute-rocky9",
+        "{served}"
+    );
+    assert!(
+        served["lastBootScript"]["time"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    let docs = served["lastCloudInit"].as_object().unwrap();
+    assert_eq!(
+        docs.keys().collect::<Vec<_>>(),
+        ["meta-data", "user-data"],
+        "{served}"
+    );
+
+    // The node phones home by its instance-id (its name unless meta-data sets one).
+    let reply = server
+        .post_form(
+            "/cloud-init/x1000c0s0b0n0/phone-home",
+            STRANGER,
+            &phone_home_form("x1000c0s0b0n0"),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let booted = server.admin("/nodes/x1000c0s0b0n0").await.json();
+    assert_eq!(
+        booted["lastPhoneHome"]["generation"], booted["lastBootScript"]["generation"],
+        "{booted}"
+    );
+    assert_eq!(
+        server
+            .metric("nodeboot_rollout_nodes{namespace=\"hpc\",bootconfig=\"compute-rocky9\",generation=\"1\",state=\"booted\"}")
+            .await,
+        1
+    );
+
+    // OpenCHAMI BSS's endpoint history: last access per node and endpoint, in Unix seconds.
+    let history = server
+        .get("/boot/v1/endpoint-history?name=x1000c0s0b0n0")
+        .await
+        .json();
+    let endpoints: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["name"], "x1000c0s0b0n0");
+            assert!(e["last_epoch"].as_u64().unwrap() > 1_700_000_000, "{e}");
+            e["endpoint"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        endpoints,
+        ["bootscript", "meta-data", "user-data", "phone-home"]
+    );
+    let only_scripts = server
+        .get("/boot/v1/endpoint-history?endpoint=bootscript")
+        .await
+        .json();
+    assert_eq!(only_scripts.as_array().unwrap().len(), 1, "{only_scripts}");
+}
+
+/// Whether the admin report of node `id` shows a phone-home.
+async fn phoned(server: &Server, id: &str) -> bool {
+    let report = server.admin(&format!("/nodes/{id}")).await.json();
+    report.get("lastPhoneHome").is_some()
+}
+
+#[tokio::test]
+async fn phone_home_finds_the_node_by_name_mac_or_instance_id_and_checks_the_source() {
+    let site = group(
+        "g",
+        "  - {name: n1, macs: [\"02:00:00:00:00:01\"], metaData: {instance-id: i-0001}}\n  - {name: n2, macs: [\"02:00:00:00:00:02\"], ip: 10.1.1.2}\n",
+    );
+    let dir = manifest_dir(&[
+        ("site.yaml", &site),
+        (
+            "bc.yaml",
+            &config("c", 0, "{matchLabels: {role: compute}}", "quiet"),
+        ),
+    ]);
+    let server = Server::new(dir.path(), source_check());
+    assert!(!phoned(&server, "n1").await);
+    for id in ["i-0001", "02-00-00-00-00-01", "n1"] {
+        let reply = server
+            .post_form(
+                &format!("/cloud-init/{id}/phone-home"),
+                STRANGER,
+                &phone_home_form(id),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{id}: {reply:?}");
+        assert!(phoned(&server, "n1").await, "{id}");
+        assert!(!phoned(&server, "n2").await, "{id}");
+    }
+
+    // A node with an address phones home only from it, like its other cloud-init data.
+    let detail = server
+        .post_form(
+            "/cloud-init/n2/phone-home",
+            STRANGER,
+            &phone_home_form("n2"),
+        )
+        .await
+        .problem(403);
+    assert!(detail.contains("192.0.2.10"), "{detail}");
+    let reply = server
+        .post_form(
+            "/cloud-init/n2/phone-home",
+            "10.1.1.2:5000",
+            &phone_home_form("n2"),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(phoned(&server, "n2").await);
+
+    let detail = server
+        .post_form(
+            "/cloud-init/nobody/phone-home",
+            STRANGER,
+            "instance_id=nobody",
+        )
+        .await
+        .problem(404);
+    assert!(detail.contains("nobody"), "{detail}");
+    let detail = server
+        .send(
+            Method::POST,
+            "/cloud-init/n1/phone-home",
+            STRANGER,
+            &[("content-type", "application/json")],
+        )
+        .await
+        .problem(400);
+    assert!(detail.contains("x-www-form-urlencoded"), "{detail}");
+}
+
+#[tokio::test]
+async fn per_generation_instance_ids_name_the_generation_booted() {
+    let site = group("g", "  - {name: n1, macs: [\"02:00:00:00:00:01\"]}\n");
+    let bc = format!(
+        "{}  cloudInit:\n    instanceIdPerGeneration: true\n",
+        config("c", 0, "{matchLabels: {role: compute}}", "quiet")
+    );
+    let dir = manifest_dir(&[("site.yaml", &site), ("bc.yaml", &bc)]);
+    let server = Server::new(dir.path(), source_check());
+    let meta = server.get("/cloud-init/n1/meta-data").await.text();
+    let report = server.admin("/nodes/n1").await.json();
+    let generation = report["servedGeneration"].as_i64().expect("a generation");
+    let instance_id = format!("n1.g{generation}");
+    assert!(
+        meta.contains(&format!("instance-id: {instance_id}")),
+        "{meta}"
+    );
+
+    server.get("/boot/v1/bootscript?name=n1").await.text();
+    // The node phones home with the previous generation's id: found, but not booted now.
+    let old = format!("n1.g{}", generation - 1);
+    let reply = server
+        .post_form(
+            &format!("/cloud-init/{old}/phone-home"),
+            STRANGER,
+            &phone_home_form(&old),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let report = server.admin("/nodes/n1").await.json();
+    assert_eq!(
+        report["lastPhoneHome"]["generation"],
+        generation - 1,
+        "{report}"
+    );
+    let series = format!(
+        "nodeboot_rollout_nodes{{namespace=\"hpc\",bootconfig=\"c\",generation=\"{generation}\",state=\"booted\"}}"
+    );
+    assert_eq!(server.metric(&series).await, 0);
+    // cloud-init's $INSTANCE_ID in the URL: the current one confirms this generation.
+    let reply = server
+        .post_form(
+            &format!("/cloud-init/{instance_id}/phone-home"),
+            STRANGER,
+            &phone_home_form(&instance_id),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(server.metric(&series).await, 1);
+}
+
+#[tokio::test]
+async fn unknown_macs_that_ask_are_listed_most_recent_first() {
+    let server = Server::examples();
+    assert_eq!(server.admin("/discovered").await.json(), json!([]));
+    server
+        .get("/boot/v1/bootscript?mac=02:00:00:99:00:01&arch=x86_64")
+        .await
+        .text();
+    server
+        .get("/boot/v1/bootscript?mac=02-00-00-99-00-01&arch=x86_64&retry=1")
+        .await
+        .text();
+    // Known nodes are not discovered.
+    server
+        .get("/boot/v1/bootscript?mac=02:00:00:00:10:00")
+        .await
+        .text();
+    let listed = server.admin("/discovered").await.json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let d = &listed[0];
+    assert_eq!(d["mac"], "02:00:00:99:00:01");
+    assert_eq!(d["arch"], "x86_64");
+    assert_eq!(d["source"], "192.0.2.10");
+    assert_eq!(d["count"], 2);
+    // The example site's discovery BootConfig answered it.
+    assert_eq!(d["bootConfig"], "hpc/discovery", "{d}");
+    assert!(d["firstSeen"].as_str().unwrap() <= d["lastSeen"].as_str().unwrap());
 }

@@ -328,6 +328,7 @@ fn default_render_is_hardened_and_least_privilege() {
             {"apiGroups": ["nodeboot.io"], "resources": ["nodegroups/status", "bootconfigs/status"], "verbs": ["patch"]},
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
             {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch", "create", "patch", "delete"]},
         ])
     );
     assert_eq!(
@@ -764,6 +765,12 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
         ("watch", "secrets", &here[..]),
         ("create", "events.events.k8s.io", &here[..]),
         ("patch", "events.events.k8s.io", &here[..]),
+        // Boot records (ConfigMaps of its own, found by label).
+        ("list", "configmaps", &here[..]),
+        ("watch", "configmaps", &here[..]),
+        ("create", "configmaps", &here[..]),
+        ("patch", "configmaps", &here[..]),
+        ("delete", "configmaps", &here[..]),
         ("create", "leases.coordination.k8s.io", &here[..]),
         (
             "get",
@@ -818,7 +825,7 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
         ("create", "pods", &here[..]),
         ("list", "deployments.apps", &here[..]),
         ("get", "configmaps", &here[..]),
-        ("list", "configmaps", &here[..]),
+        ("list", "configmaps", &there[..]),
         ("create", "events", &here[..]),
         ("create", "events.events.k8s.io", &there[..]),
         (

@@ -12,7 +12,8 @@ use nodeboot_core::explain::{ExplainError, explain};
 
 use super::SharedSnapshot;
 use super::problem::Problem;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RolloutLabels};
+use crate::tracking::{TrackedReport, Tracker};
 
 /// What `/readyz` reports: whether a first snapshot is in service, and whether the last
 /// rebuild failed (the previous snapshot then stays in service).
@@ -50,6 +51,7 @@ pub struct AdminState {
     pub snapshot: SharedSnapshot,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    pub tracker: Arc<Tracker>,
 }
 
 pub async fn healthz() -> &'static str {
@@ -78,7 +80,9 @@ pub async fn readyz(State(state): State<AdminState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AdminState>) -> Response {
-    state.metrics.set_phase_counts(state.snapshot.load().counts);
+    let snapshot = state.snapshot.load();
+    state.metrics.set_phase_counts(snapshot.counts);
+    set_rollout_metrics(&state.metrics, &state.tracker.rollouts(&snapshot));
     match state.metrics.encode() {
         Ok(body) => (
             [(
@@ -99,7 +103,9 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
 pub async fn node(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
     let snapshot = state.snapshot.load();
     match explain(&snapshot, &id) {
-        Ok(report) => Json(report).into_response(),
+        Ok(report) => {
+            Json(TrackedReport::new(report, &snapshot, &state.tracker, &id)).into_response()
+        }
         Err(e @ ExplainError::NotFound(_)) => Problem::not_found(e.to_string()).into_response(),
         Err(e @ ExplainError::Ambiguous(_)) => {
             Problem::new(StatusCode::CONFLICT, e.to_string()).into_response()
@@ -107,9 +113,33 @@ pub async fn node(State(state): State<AdminState>, Path(id): Path<String>) -> Re
     }
 }
 
+/// `GET /discovered`: unknown MACs that asked, most recent first.
+pub async fn discovered(State(state): State<AdminState>) -> Response {
+    let snapshot = state.snapshot.load();
+    Json(state.tracker.discovered(&snapshot)).into_response()
+}
+
+/// The rollout gauges: replaced whole, so a BootConfig's old generations drop out.
+fn set_rollout_metrics(metrics: &Metrics, rollouts: &[crate::tracking::ConfigRollout]) {
+    metrics.rollout_nodes.clear();
+    for r in rollouts {
+        for (state, n) in [("served", r.served), ("booted", r.booted)] {
+            metrics
+                .rollout_nodes
+                .get_or_create(&RolloutLabels {
+                    namespace: r.namespace.clone(),
+                    bootconfig: r.name.clone(),
+                    generation: r.generation.to_string(),
+                    state,
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
 pub async fn not_found(uri: axum::http::Uri) -> Response {
     Problem::not_found(format!(
-        "no such endpoint: {}; see /healthz, /readyz, /metrics and /nodes/<name or MAC>",
+        "no such endpoint: {}; see /healthz, /readyz, /metrics, /nodes/<name or MAC> and /discovered",
         uri.path()
     ))
     .into_response()

@@ -21,8 +21,10 @@ use serde::{Deserialize, Serialize};
 use super::client_addr::{Peer, client_ip};
 use super::log_limit::{LogLimit, Warning};
 use super::problem::Problem;
+use super::requester::Requester;
 use super::{AccessPolicy, SharedSnapshot};
 use crate::metrics::{Metrics, Outcome};
+use crate::tracking::Tracker;
 
 /// What the boot handlers share, behind one reference count: axum clones the state for every
 /// request, and each shared count is a cache line the answering threads pass back and forth.
@@ -37,6 +39,8 @@ pub struct BootShared {
     /// `/grub.cfg`, rendered once, like `/boot.ipxe`.
     pub grub_bootstrap: Bytes,
     pub metrics: Arc<Metrics>,
+    /// Records what each node fetched (boot tracking).
+    pub tracker: Arc<Tracker>,
     log_limit: LogLimit,
 }
 
@@ -54,6 +58,7 @@ impl BootState {
         access: AccessPolicy,
         render: &nodeboot_core::render::RenderSettings,
         metrics: Arc<Metrics>,
+        tracker: Arc<Tracker>,
     ) -> BootState {
         BootState(Arc::new(BootShared {
             snapshot,
@@ -61,6 +66,7 @@ impl BootState {
             bootstrap: Bytes::from(nodeboot_core::render::ipxe::bootstrap(&render.server_url)),
             grub_bootstrap: Bytes::from(nodeboot_core::render::grub::bootstrap(render)),
             metrics,
+            tracker,
             log_limit: LogLimit::default(),
         }))
     }
@@ -193,6 +199,7 @@ struct BootJson<'a> {
 
 pub async fn bootscript(
     State(state): State<BootState>,
+    requester: Requester,
     query: Result<QueryParams<BootQuery>, QueryRejection>,
 ) -> Response {
     respond((|| {
@@ -201,6 +208,7 @@ pub async fn bootscript(
         let answer = snapshot.answer(&query);
         warn_about(&state, &q, &answer.subject);
         let decision = answer.decision();
+        super::tracked::bootscript(&state.tracker, &snapshot, &answer, &decision, requester.0);
         match (&decision, wants_json(&q)) {
             (Decision::Boot(boot), true) => Ok(Json(BootJson {
                 kernel: &boot.config.kernel,
@@ -223,7 +231,7 @@ fn parse_document(name: &str) -> Result<Document, Problem> {
     })
 }
 
-fn requester(state: &BootState, peer: Peer, headers: &HeaderMap) -> IpAddr {
+pub(super) fn requester(state: &BootState, peer: Peer, headers: &HeaderMap) -> IpAddr {
     client_ip(peer.0.ip(), headers, &state.access.trusted_proxies)
 }
 
@@ -252,7 +260,11 @@ pub async fn cloud_init_by_id(
                 )));
             }
         }
-        answer.document(doc).map(text).map_err(|e| match e {
+        let served = answer.document(doc);
+        if let (Ok(_), Subject::Known(node)) = (&served, &answer.subject) {
+            state.tracker.document_served(&snapshot, node, doc);
+        }
+        served.map(text).map_err(|e| match e {
             DocumentError::Ambiguous => Problem::new(
                 StatusCode::CONFLICT,
                 format!("'{id}' is claimed by several nodes"),
@@ -285,7 +297,11 @@ pub async fn cloud_init_by_source(
         let snapshot = state.snapshot.load();
         let query = Query::new(Identity::Ip(from));
         let answer = snapshot.answer(&query);
-        answer.document(doc).map(text).map_err(|e| match e {
+        let served = answer.document(doc);
+        if let (Ok(_), Subject::Known(node)) = (&served, &answer.subject) {
+            state.tracker.document_served(&snapshot, node, doc);
+        }
+        served.map(text).map_err(|e| match e {
             DocumentError::Ambiguous => Problem::new(
                 StatusCode::CONFLICT,
                 format!("several nodes have address {from}"),

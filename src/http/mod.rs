@@ -5,12 +5,16 @@
 pub mod admin;
 pub mod boot;
 pub mod client_addr;
+mod endpoint_history;
 pub mod firmware;
 pub mod grub;
 mod instrument;
 mod log_limit;
 pub mod openchami;
+mod phone_home;
 pub mod problem;
+mod requester;
+mod tracked;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,7 +24,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::http::{Request, StatusCode};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -169,6 +173,16 @@ pub fn boot_router(state: boot::BootState, metrics: &Arc<Metrics>, limits: &Limi
             Endpoint::cloud_init,
             get(boot::cloud_init_by_id),
         ),
+        (
+            "/cloud-init/{id}/phone-home",
+            Endpoint::phone_home,
+            post(phone_home::phone_home),
+        ),
+        (
+            "/boot/v1/endpoint-history",
+            Endpoint::endpoint_history,
+            get(endpoint_history::endpoint_history),
+        ),
     ];
     routes
         .into_iter()
@@ -198,6 +212,7 @@ pub fn admin_router(state: admin::AdminState, limits: &Limits) -> Router {
             "/cloud-init/admin/impersonation/{id}/{doc}",
             get(openchami::impersonation),
         )
+        .route("/discovered", get(admin::discovered))
         .fallback(admin::not_found)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
@@ -352,6 +367,7 @@ impl Listeners {
         snapshot: SharedSnapshot,
         metrics: Arc<Metrics>,
         readiness: Arc<admin::Readiness>,
+        tracker: Arc<crate::tracking::Tracker>,
         shutdown: &CancellationToken,
     ) -> Result<Listeners, BindError> {
         let bind_as = |addr, what| bind(addr).map_err(|source| BindError { addr, what, source });
@@ -365,11 +381,13 @@ impl Listeners {
             config.access.clone(),
             &config.render,
             metrics.clone(),
+            tracker.clone(),
         );
         let admin_state = admin::AdminState {
             snapshot,
             metrics: metrics.clone(),
             readiness,
+            tracker,
         };
         let limits = config.limits;
         let admin_limits = Limits {

@@ -115,7 +115,7 @@ impl Backoff for RetrySoon {
     }
 }
 
-fn spawn_reflector<K>(
+pub(super) fn spawn_reflector<K>(
     api: Api<K>,
     config: watcher::Config,
     changed: Arc<Notify>,

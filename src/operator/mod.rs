@@ -3,6 +3,7 @@
 
 mod inventory;
 mod leader;
+pub mod rollout;
 mod status;
 
 pub use inventory::Inventory;
@@ -43,6 +44,10 @@ pub struct OperatorConfig {
     /// `None`: no election, this replica always writes status.
     pub lease: Option<LeaseSettings>,
     pub server: ServerConfig,
+    /// How often boot records are published and rollout status written.
+    pub tracking_interval: Duration,
+    /// This replica's name in its boot-record objects: unique among replicas.
+    pub replica: String,
 }
 
 pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
@@ -57,16 +62,43 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
         .lease
         .as_ref()
         .map_or_else(|| "nodeboot".to_owned(), |l| l.identity.clone());
-    let writer = StatusWriter::new(client, runtime.metrics.clone(), instance);
+    let records_changed = Arc::new(tokio::sync::Notify::new());
+    let rollouts = tokio::spawn(rollout::run(
+        client.clone(),
+        runtime.tracker.clone(),
+        runtime.snapshot(),
+        inventory.clone(),
+        leadership.is_leader.clone(),
+        rollout::RolloutSettings {
+            replica: config.replica.clone(),
+            home_namespace: config
+                .namespace
+                .clone()
+                .or_else(|| config.lease.as_ref().map(|l| l.namespace.clone()))
+                .unwrap_or_else(|| "default".into()),
+            watch_namespace: config.namespace.clone(),
+            interval: config.tracking_interval,
+            changed: records_changed.clone(),
+        },
+        runtime.shutdown.clone(),
+    ));
+    let writer = StatusWriter::new(
+        client,
+        runtime.metrics.clone(),
+        runtime.tracker.clone(),
+        instance,
+    );
     let statuses = tokio::spawn(status_loop(
         writer,
         inventory.clone(),
         runtime.reports(),
         leadership.is_leader.clone(),
+        records_changed,
         runtime.shutdown.clone(),
     ));
     let served = runtime.run(inventory, &config.server).await;
     let _ = statuses.await;
+    let _ = rollouts.await;
     leadership.release().await;
     Ok(served?)
 }
@@ -76,6 +108,7 @@ async fn status_loop(
     inventory: Inventory,
     mut reports: Reports,
     mut is_leader: watch::Receiver<bool>,
+    records_changed: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let mut retry_after: Option<Duration> = None;
@@ -84,6 +117,8 @@ async fn status_loop(
         tokio::select! {
             () = shutdown.cancelled() => return,
             changed = reports.changed() => if changed.is_err() { return },
+            // Boot records changed (at most once per tracking interval): node generations.
+            () = records_changed.notified() => {}
             changed = is_leader.changed() => {
                 if changed.is_err() { return }
                 tracing::info!(leader = *is_leader.borrow(), "leadership changed");
@@ -146,4 +181,12 @@ pub async fn snapshot_from_cluster(
     }
     let (snapshot, _) = build(&desired, &mut ConfigCompiler::default(), settings);
     Ok(snapshot)
+}
+
+/// One-shot: every replica's boot records, merged, for `explain`.
+pub async fn records_from_cluster(
+    namespace: Option<&str>,
+) -> Result<crate::tracking::Remote, OperatorError> {
+    let client = Client::try_default().await.map_err(OperatorError::Client)?;
+    Ok(rollout::records_from_cluster(&client, namespace).await)
 }

@@ -22,6 +22,7 @@ use serde_json::json;
 
 use super::inventory::Inventory;
 use crate::metrics::{Metrics, ReconcileLabels};
+use crate::tracking::Tracker;
 
 pub const FIELD_MANAGER: &str = "nodeboot";
 /// Status patches in flight at once: enough to catch up fast, few enough to be a polite client.
@@ -31,6 +32,8 @@ pub struct StatusWriter {
     client: Client,
     recorder: Recorder,
     metrics: Arc<Metrics>,
+    /// Boot records: each node's served and booted generation in its NodeGroup's status.
+    tracker: Arc<Tracker>,
 }
 
 enum Written {
@@ -39,7 +42,12 @@ enum Written {
 }
 
 impl StatusWriter {
-    pub fn new(client: Client, metrics: Arc<Metrics>, instance: String) -> StatusWriter {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        tracker: Arc<Tracker>,
+        instance: String,
+    ) -> StatusWriter {
         let reporter = Reporter {
             controller: "nodeboot".into(),
             instance: Some(instance),
@@ -48,6 +56,7 @@ impl StatusWriter {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            tracker,
         }
     }
 
@@ -64,6 +73,7 @@ impl StatusWriter {
                 continue;
             };
             let previous = current.status.clone().unwrap_or_default();
+            let g = &crate::tracking::with_generations(g, &self.tracker);
             let desired = node_group_status(g, &current, &now);
             writes.push(Either::Left(self.write(
                 current,
@@ -79,7 +89,10 @@ impl StatusWriter {
             else {
                 continue;
             };
-            let previous = current.status.clone().unwrap_or_default();
+            let mut previous = current.status.clone().unwrap_or_default();
+            // The rollout writer's fields (its own field manager): not this apply's to compare.
+            previous.rollout = None;
+            previous.discovered.clear();
             let desired = boot_config_status(c, current.status.as_ref(), &now);
             writes.push(Either::Right(self.write(
                 current,

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::http::admin::Readiness;
 use crate::http::{BindError, Listeners, ServerConfig, SharedSnapshot};
 use crate::metrics::Metrics;
+use crate::tracking::Tracker;
 
 /// The latest status report; `None` until the first build.
 pub type Reports = watch::Receiver<Option<Arc<StatusReport>>>;
@@ -36,6 +37,8 @@ pub struct Runtime {
     snapshot: SharedSnapshot,
     readiness: Arc<Readiness>,
     reports: watch::Sender<Option<Arc<StatusReport>>>,
+    /// Boot tracking: what each node fetched, recorded by the boot listener.
+    pub tracker: Arc<Tracker>,
 }
 
 impl Runtime {
@@ -46,7 +49,13 @@ impl Runtime {
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::empty(settings.clone()))),
             readiness: Arc::default(),
             reports: watch::channel(None).0,
+            tracker: Tracker::new(),
         }
+    }
+
+    /// The snapshot in service (swapped whole on every rebuild).
+    pub fn snapshot(&self) -> SharedSnapshot {
+        self.snapshot.clone()
     }
 
     /// Follows the status reports of every build.
@@ -62,8 +71,15 @@ impl Runtime {
             self.snapshot.clone(),
             self.metrics.clone(),
             self.readiness.clone(),
+            self.tracker.clone(),
             &self.shutdown,
         )?;
+        tokio::spawn(crate::tracking::follow_snapshots(
+            self.tracker.clone(),
+            self.snapshot.clone(),
+            self.reports.subscribe(),
+            self.shutdown.clone(),
+        ));
         let shutdown = self.shutdown.clone();
         let rebuild = tokio::spawn(rebuild_loop(
             source,

@@ -72,6 +72,7 @@ pub fn group_report<'a>(
             phase,
             boot_config: node.outcome.config().map(|c| c.id.name.clone()),
             message: node.outcome.message().to_owned(),
+            ..Default::default()
         });
     }
     let ready = if status.conflict_count > 0 {
@@ -331,6 +332,9 @@ pub fn boot_config_status(
         matched_nodes: i32::try_from(report.matched_nodes).unwrap_or(i32::MAX),
         message: report.message.clone(),
         last_good: report.last_good.clone(),
+        // Another field manager (the rollout writer) owns these; left out of this apply.
+        rollout: None,
+        discovered: Vec::new(),
     }
 }
 
@@ -534,6 +538,7 @@ mod tests {
                 },
                 boot_config: Some("compute".into()),
                 message: "x".repeat(300),
+                ..Default::default()
             })
             .collect();
         let report = GroupReport {

@@ -104,7 +104,7 @@ impl ResolvedNode {
     pub fn meta(&self) -> Map<String, Value> {
         let spec = self.spec();
         let bc_meta = self.outcome.config().map(|c| &c.meta_data);
-        merge_meta(
+        let mut meta = merge_meta(
             &[
                 bc_meta,
                 Some(&self.group.spec.meta_data),
@@ -112,7 +112,35 @@ impl ResolvedNode {
             ],
             &spec.name,
             self.hostname(),
-        )
+        );
+        if let Some(config) = self.outcome.config() {
+            per_generation_instance_id(&mut meta, config);
+        }
+        meta
+    }
+
+    /// The node's cloud-init instance-id: a meta-data layer's `instance-id`, else its name
+    /// (with the generation suffix when its BootConfig asks for one). Cheaper than `meta()`.
+    pub fn instance_id(&self) -> String {
+        let spec = self.spec();
+        let config = self.outcome.config();
+        let set = [
+            Some(&spec.meta_data),
+            Some(&self.group.spec.meta_data),
+            config.map(|c| &c.meta_data),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|layer| layer.get("instance-id"));
+        let base = match set {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => spec.name.clone(),
+        };
+        match config.and_then(|c| per_generation_suffix(c)) {
+            Some(generation) => format!("{base}.g{generation}"),
+            None => base,
+        }
     }
 
     /// Every BootConfig among `configs` whose selector matches, highest priority first.
@@ -413,6 +441,38 @@ pub fn is_discovery(config: &CompiledBootConfig) -> bool {
     config.selector.names_key(labels::KNOWN)
 }
 
+/// The generation an instance-id carries, when `config` asks for per-generation instance-ids.
+fn per_generation_suffix(config: &CompiledBootConfig) -> Option<i64> {
+    let per_generation = config
+        .spec
+        .cloud_init
+        .as_ref()
+        .is_some_and(|c| c.instance_id_per_generation);
+    if per_generation {
+        config.generation
+    } else {
+        None
+    }
+}
+
+/// `instance-id` becomes `<instance-id>.g<generation>` when the BootConfig asks for it:
+/// cloud-init runs once-per-instance modules (`phone_home`) again after each rollout.
+pub fn per_generation_instance_id(meta: &mut Map<String, Value>, config: &CompiledBootConfig) {
+    if let Some(generation) = per_generation_suffix(config)
+        && let Some(Value::String(id)) = meta.get_mut("instance-id")
+    {
+        id.push_str(&format!(".g{generation}"));
+    }
+}
+
+/// Splits a per-generation instance-id (`<id>.g<generation>`) into its parts.
+pub fn split_generation(instance_id: &str) -> Option<(&str, i64)> {
+    let (base, generation) = instance_id.rsplit_once(".g")?;
+    let generation = generation.parse::<i64>().ok().filter(|g| *g >= 0)?;
+    (!base.is_empty() && generation.to_string().len() == instance_id.len() - base.len() - 2)
+        .then_some((base, generation))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,5 +669,17 @@ mod tests {
         assert_eq!(r.labels["nodeboot.io/mac"], "02-00-00-00-00-09");
         let r = resolve_unknown(&[], mac, None);
         assert_eq!(r.outcome.phase(), NodePhase::Unassigned);
+    }
+
+    #[test]
+    fn per_generation_instance_ids_split_back() {
+        assert_eq!(
+            split_generation("x1000c0s0b0n0.g7"),
+            Some(("x1000c0s0b0n0", 7))
+        );
+        assert_eq!(split_generation("a.b.g12"), Some(("a.b", 12)));
+        for plain in ["x1000c0s0b0n0", "n.g", ".g3", "n.g-1", "n.g+3", "n.g03"] {
+            assert_eq!(split_generation(plain), None, "{plain}");
+        }
     }
 }

@@ -29,6 +29,16 @@ use super::schema;
         json_path = ".status.matchedNodes"
     ),
     printcolumn(
+        name = "Served",
+        type_ = "integer",
+        json_path = ".status.rollout.served"
+    ),
+    printcolumn(
+        name = "Booted",
+        type_ = "integer",
+        json_path = ".status.rollout.booted"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
@@ -120,6 +130,12 @@ pub struct CloudInit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::optional_template")]
     pub network_config: Option<String>,
+
+    /// Give matched nodes an instance-id that changes with this BootConfig's generation
+    /// (`<instance-id>.g<generation>`), so that cloud-init runs its once-per-instance modules
+    /// (`phone_home` among them) again after a rollout, also on nodes that keep /var/lib/cloud.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instance_id_per_generation: bool,
 }
 
 /// A key of a Secret in the BootConfig's namespace.
@@ -147,6 +163,39 @@ pub struct BootConfigStatus {
     /// that an operator started while the BootConfig is broken still serves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_good: Option<LastGood>,
+    /// How far the served generation has reached: of the nodes this BootConfig boots, how many
+    /// fetched its script (`served`) and then phoned home (`booted`). Written by the leader
+    /// from every replica's boot records, at most once every few seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    /// Unknown MACs this (discovery) BootConfig answered, most recent first (at most 16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub discovered: Vec<DiscoveredMac>,
+}
+
+/// A BootConfig's rollout: counts for the generation it serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// The generation being served (the last good one when the current one does not compile).
+    pub generation: i64,
+    /// Nodes assigned to this BootConfig that fetched this generation's boot script.
+    pub served: i32,
+    /// Of those, the nodes that phoned home after fetching it.
+    pub booted: i32,
+}
+
+/// An unknown MAC that asked for a boot script.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredMac {
+    pub mac: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// RFC 3339 time of its last request.
+    pub last_seen: String,
+    pub count: i64,
 }
 
 /// A BootConfig spec that compiled, and its generation.

@@ -6,7 +6,8 @@ mod schema;
 mod validate;
 
 pub use boot_config::{
-    BootConfig, BootConfigSpec, BootConfigStatus, CloudInit, LastGood, SecretKeyRef,
+    BootConfig, BootConfigSpec, BootConfigStatus, CloudInit, DiscoveredMac, LastGood, Rollout,
+    SecretKeyRef,
 };
 pub use node_group::{
     Arch, NodeGroup, NodeGroupSpec, NodeGroupStatus, NodePhase, NodeSpec, NodeStatus,

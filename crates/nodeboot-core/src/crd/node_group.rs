@@ -161,6 +161,12 @@ pub struct NodeStatus {
     pub boot_config: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Generation of the BootConfig whose boot script the node last fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_generation: Option<i64>,
+    /// Generation the node last confirmed by phoning home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booted_generation: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -264,6 +264,16 @@ impl Snapshot {
     pub fn nodes(&self) -> &[ServedNode] {
         &self.nodes
     }
+
+    /// The position in `nodes()` of a node this snapshot answered with: a dense index that
+    /// per-node state (boot tracking) can use instead of a lookup by name.
+    pub fn index_of(&self, node: &ServedNode) -> Option<usize> {
+        let size = std::mem::size_of::<ServedNode>();
+        let offset =
+            (node as *const ServedNode as usize).checked_sub(self.nodes.as_ptr() as usize)?;
+        let index = offset / size;
+        (offset % size == 0 && index < self.nodes.len()).then_some(index)
+    }
 }
 
 /// An IPv4 client may appear as an IPv4-mapped IPv6 address on a dual-stack socket, and an

@@ -182,6 +182,7 @@ fn finish(
         user_data_secret_ref: user_data_ref,
         vendor_data: vendor_data.map(str::to_owned),
         network_config: None,
+        instance_id_per_generation: false,
     };
     let mut bc = BootConfig::new(
         &p.name,
