@@ -8,6 +8,7 @@
 //! - `http`: the boot and admin listeners; handlers translate `Snapshot::answer` to HTTP.
 //! - `metrics`, `memory`, `logging`: Prometheus metrics, giving memory back after a rebuild,
 //!   log set-up (control characters escaped).
+//! - `webhook`: the validating admission webhook of `nodeboot run` and its certificates.
 
 pub mod app;
 pub mod cli;
@@ -19,3 +20,4 @@ pub mod memory;
 pub mod metrics;
 pub mod operator;
 pub mod runtime;
+pub mod webhook;

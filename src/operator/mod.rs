@@ -36,6 +36,8 @@ pub enum OperatorError {
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error(transparent)]
     Listen(#[from] BindError),
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::WebhookError),
 }
 
 pub struct OperatorConfig {
@@ -43,6 +45,8 @@ pub struct OperatorConfig {
     /// `None`: no election, this replica always writes status.
     pub lease: Option<LeaseSettings>,
     pub server: ServerConfig,
+    /// The validating admission webhook, when asked for.
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
@@ -57,6 +61,20 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
         .lease
         .as_ref()
         .map_or_else(|| "nodeboot".to_owned(), |l| l.identity.clone());
+    let webhook = match &config.webhook {
+        Some(webhook) => Some(
+            crate::webhook::Webhook::start(
+                client.clone(),
+                webhook,
+                inventory.node_groups.clone(),
+                inventory.secrets.clone(),
+                leadership.is_leader.clone(),
+                &runtime.shutdown,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let writer = StatusWriter::new(client, runtime.metrics.clone(), instance);
     let statuses = tokio::spawn(status_loop(
         writer,
@@ -67,6 +85,9 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
     ));
     let served = runtime.run(inventory, &config.server).await;
     let _ = statuses.await;
+    if let Some(webhook) = webhook {
+        webhook.stopped().await;
+    }
     leadership.release().await;
     Ok(served?)
 }
