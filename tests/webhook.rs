@@ -66,6 +66,7 @@ fn refused(api: &TestApi, ns: &str, yaml: &str, needle: &str) -> String {
         stderr.contains("denied the request") && stderr.contains(needle),
         "refused, but not by nodeboot's webhook saying {needle:?}:\n{stderr}"
     );
+    eprintln!("refused as expected: {stderr}");
     stderr
 }
 
@@ -184,10 +185,19 @@ async fn bad_objects_are_refused_at_apply_and_certificates_rotate() {
         api,
         &ns,
         &boot_config(
-            "not-yaml-for-the-sample-node",
+            "not-yaml",
             "  cloudInit:\n    userData: \"#cloud-config\\nhostname: [{{ node.name }}\\n\"\n",
         ),
-        "sample node",
+        "not valid YAML",
+    );
+    refused(
+        api,
+        &ns,
+        &boot_config(
+            "unsafe-for-ipxe",
+            "  params: \"console={{ node.name ~ ';reboot' }}\"\n",
+        ),
+        "may not reach an iPXE script",
     );
     let long_key = "k".repeat(64);
     refused(
