@@ -50,8 +50,9 @@ pub enum Command {
         election: ElectionArgs,
         #[command(flatten)]
         serve: ServeArgs,
+        // Boxed: Run would otherwise be many times the size of the other commands.
         #[command(flatten)]
-        webhook: WebhookArgs,
+        webhook: Box<WebhookArgs>,
     },
     /// Serve NodeGroups, BootConfigs and Secrets from YAML files, without a cluster; reloads on change.
     Serve {

@@ -334,7 +334,7 @@ mod tests {
                 ("x1", "02:00:00:00:00:09", Some(1)),
             ],
         );
-        let refusal = review_node_group(&clash, &[existing.clone()])
+        let refusal = review_node_group(&clash, std::slice::from_ref(&existing))
             .refusal
             .unwrap();
         assert!(
@@ -349,7 +349,7 @@ mod tests {
         // Its own earlier version is no rival; a clash inside the group is.
         let update = group("rack-a", &[("x1", "02:00:00:00:00:01", Some(1))]);
         assert_eq!(
-            review_node_group(&update, &[existing.clone()]),
+            review_node_group(&update, std::slice::from_ref(&existing)),
             Verdict::default()
         );
         let inner = group(
