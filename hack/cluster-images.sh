@@ -117,6 +117,8 @@ builder_stand_in() {
   ln -s ../../rustup/bin/rustc "$dir/usr/local/cargo/bin/rustc"
   tar -C "$rootfs" --exclude=./proc --exclude=./sys --exclude=./dev -c . |
     tar -C "$dir" -x
+  # This machine's trusted CAs: cargo fetches crates through whatever this machine trusts.
+  cp /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/ca-certificates.crt"
   tar -C "$dir" -c . | podman import \
     --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV CARGO_HOME=/usr/local/cargo' \

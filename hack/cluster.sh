@@ -9,10 +9,10 @@
 #   hack/cluster.sh status exit 0 when it runs
 #
 # Everything lives in a state directory (NODEBOOT_CLUSTER_STATE, default
-# /tmp/nodeboot-cluster). What `up` changes outside it, `down` restores: the node's dummy
-# interface and address, the CNI bridge and network namespaces, iptables rules (saved before,
+# /tmp/nodeboot-cluster). What `up` changes outside it, `down` restores: the node's interface
+# and address, the CNI bridge and network namespaces, iptables rules (saved before,
 # restored after), mounts under the state directory, and the sysctls kubelet and kube-proxy
-# set. The API server listens on the node address (a dummy interface, no real network), with a
+# set. The API server listens on the node address (a local interface, no real network), with a
 # certificate naming the `kubernetes` Service IP, so pods reach it as in any cluster.
 set -euo pipefail
 
@@ -52,14 +52,22 @@ install_packages() {
 
 # kubelet, kube-proxy, kube-controller-manager, kube-scheduler at the API server's version.
 kube_binaries() {
-  local module="$HACK_DIR/cluster/module" version dir stamp
+  local module="$HACK_DIR/cluster/module" version dir stamp minor ldflags pkg
   version="$(cd "$module" && GOWORK=off go list -m -f '{{.Version}}' k8s.io/kubernetes)"
+  minor="${version#v1.}"
+  minor="${minor%%.*}"
+  # The version the binaries report (the node's kubeletVersion), as hack/envtest-assets.sh.
+  ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean"
+  done
   dir="$CACHE_ROOT/cluster-$version"
-  stamp="$(cat "$module/go.mod" "$module/go.sum" | sha256sum | cut -d' ' -f1)"
+  stamp="$( { cat "$module/go.mod" "$module/go.sum"; echo "$ldflags"; } | sha256sum | cut -d' ' -f1)"
   if [[ "$(cat "$dir/.stamp" 2>/dev/null)" != "$stamp" ]]; then
     log "building kubelet, kube-proxy, kube-controller-manager, kube-scheduler $version into $dir"
     mkdir -p "$dir"
-    (cd "$module" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/" \
+    (cd "$module" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dir/" \
       k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy \
       k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler) >&2
     echo "$stamp" >"$dir/.stamp"
@@ -146,7 +154,9 @@ record_host_state() {
 }
 
 node_network() {
-  ip link show "$NODE_DEV" >/dev/null 2>&1 || ip link add "$NODE_DEV" type dummy
+  # A bridge without ports stands in for a dummy interface, whose kernel module this kind of
+  # machine may lack (and cannot load).
+  ip link show "$NODE_DEV" >/dev/null 2>&1 || ip link add "$NODE_DEV" type bridge
   ip addr show dev "$NODE_DEV" | grep -q "$NODE_IP/" || ip addr add "$NODE_IP/32" dev "$NODE_DEV"
   ip link set "$NODE_DEV" up
   # Traffic between the bridge and the node address is routed by this host.
@@ -178,6 +188,9 @@ state = "$STATE/containerd/state"
   address = "$STATE/containerd.sock.ttrpc"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "localhost/nodeboot-pause:1"
+  # kubelet asks for negative oom_score_adj values, which need CAP_SYS_RESOURCE: this kind of
+  # machine lacks it, and runc's child dies. Clamped to containerd's own value instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE/cni"
@@ -198,7 +211,7 @@ control_plane_up() {
     start etcd "$assets/etcd" --data-dir "$STATE/etcd" --unsafe-no-fsync \
       --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
       --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-      --initial-cluster "default=http://127.0.0.1:$peer_port" --listen-metrics-urls ""
+      --initial-cluster "default=http://127.0.0.1:$peer_port"
   fi
   etcd_port="$(cat "$STATE/etcd.port")"
   local pki="$STATE/pki"
@@ -215,7 +228,7 @@ control_plane_up() {
   start kube-controller-manager "$kbin/kube-controller-manager" --kubeconfig "$STATE/controller-manager.kubeconfig" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --use-service-account-credentials --leader-elect=false \
-    --bind-address 127.0.0.1 --secure-port "$(free_port)" --controllers '*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller'
+    --bind-address 127.0.0.1 --secure-port "$(free_port)"
   start kube-scheduler "$kbin/kube-scheduler" --kubeconfig "$STATE/scheduler.kubeconfig" \
     --leader-elect=false --bind-address 127.0.0.1 --secure-port "$(free_port)"
 }
@@ -242,6 +255,7 @@ authorization: {mode: AlwaysAllow}
 containerRuntimeEndpoint: unix://$STATE/containerd.sock
 podCIDR: $POD_CIDR
 resolvConf: /etc/resolv.conf
+podLogsDir: $STATE/pod-logs
 evictionHard: {memory.available: 50Mi, nodefs.available: 1%, imagefs.available: 1%}
 imageGCHighThresholdPercent: 100
 EOF
@@ -310,13 +324,20 @@ down() {
   fi
   local p
   for p in kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop_process "$p"; done
-  pkill -KILL -f "containerd-shim-runc-v2 -namespace k8s.io .*-address $STATE/containerd.sock" 2>/dev/null || true
+  # Shims left behind are ours only if they name our containerd's socket.
+  local proc
+  for proc in /proc/[0-9]*; do
+    tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | grep -q -- "-address $STATE/containerd.sock" &&
+      kill -KILL "${proc#/proc/}" 2>/dev/null || true
+  done
   # Mounts under the state directory (kubelet volumes, containerd snapshots, sandbox netns).
-  grep -o " $STATE/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $STATE/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
   # Network namespaces the CNI made, the bridge, the node interface.
   if [[ -f "$STATE/host/netns" ]]; then
     comm -13 "$STATE/host/netns" <(ip netns list 2>/dev/null | awk '{print $1}' | sort) |
-      grep '^cni-' | while read -r n; do ip netns delete "$n" 2>/dev/null || true; done
+      { grep '^cni-' || true; } | while read -r n; do ip netns delete "$n" 2>/dev/null || true; done
   fi
   ip link delete "$BRIDGE" 2>/dev/null || true
   ip link delete "$NODE_DEV" 2>/dev/null || true
