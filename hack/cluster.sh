@@ -261,7 +261,8 @@ imageGCHighThresholdPercent: 100
 EOF
   start kubelet "$kbin/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
     --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --root-dir "$STATE/kubelet" --fail-swap-on=false
-  cat >"$STATE/kube-proxy.yaml" <<EOF
+  # Written once: kube-proxy exits when its configuration file changes.
+  [[ -f "$STATE/kube-proxy.yaml" ]] || cat >"$STATE/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
@@ -277,6 +278,11 @@ EOF
 
 up() {
   [[ $(id -u) -eq 0 ]] || die "needs root (containerd, kubelet, iptables)"
+  if status; then
+    log "up: already running"
+    print_env "$("$HACK_DIR/envtest-assets.sh" | tail -1)"
+    return
+  fi
   install_packages
   local assets kbin
   assets="$("$HACK_DIR/envtest-assets.sh" | tail -1)"
@@ -292,12 +298,17 @@ up() {
   control_plane_up "$assets" "$kbin"
   node_up "$kbin"
   local kubectl=("$assets/kubectl" --kubeconfig "$STATE/admin.kubeconfig")
+  wait_for "kube-proxy's rules" 60 iptables -t nat -C OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
   wait_for "node $NODE_NAME Ready" 120 "${kubectl[@]}" wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s
   wait_for "the default ServiceAccount" 60 "${kubectl[@]}" get serviceaccount default -n default
   log "up: node $NODE_NAME Ready, API server https://$NODE_IP:6443"
+  print_env "$assets"
+}
+
+print_env() {
   echo "export KUBECONFIG='$STATE/admin.kubeconfig'"
   echo "export NODEBOOT_CLUSTER_CONTAINERD='$STATE/containerd.sock'"
-  echo "export NODEBOOT_CLUSTER_KUBECTL='$assets/kubectl'"
+  echo "export NODEBOOT_CLUSTER_KUBECTL='$1/kubectl'"
 }
 
 stop_process() {
@@ -353,7 +364,12 @@ down() {
   log "down: stopped and restored"
 }
 
-status() { pid_alive kube-apiserver && pid_alive kubelet && pid_alive containerd; }
+status() {
+  local p
+  for p in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
+    pid_alive "$p" || return 1
+  done
+}
 
 case "${1:-}" in
   up) up ;;
