@@ -99,7 +99,7 @@ builder_stand_in() {
   has_image localhost/nodeboot-builder:stand-in && return
   local rootfs="$CACHE_ROOT/cluster-images/builder-rootfs"
   local toolchain
-  toolchain="$(rustc +stable --print sysroot)"
+  toolchain="$(rustc --print sysroot)"
   if [[ ! -x "$rootfs/usr/bin/gcc" ]]; then
     log "debootstrap: Debian 12 with gcc into $rootfs"
     rm -rf "$rootfs"
