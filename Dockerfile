@@ -7,8 +7,14 @@
 # (Cargo.toml's rust-version), that builder and runtime share a Debian release, and that
 # the binary runs as an unprivileged user from a read-only directory.
 
-# Debian 12 (bookworm), to match the glibc of the distroless runtime below.
-FROM docker.io/library/rust:1.95-bookworm AS builder
+# The two base images, as build arguments so that a site can use its registry mirror
+# (docker build --build-arg BUILDER_IMAGE=mirror.example/library/rust:1.95-bookworm ...) and the
+# tests their local stand-ins (hack/cluster-images.sh). The defaults are what a release uses.
+# Debian 12 (bookworm) for the builder, to match the glibc of the distroless runtime.
+ARG BUILDER_IMAGE=docker.io/library/rust:1.95-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${BUILDER_IMAGE} AS builder
 WORKDIR /src
 COPY . .
 # Cargo.lock decides every dependency version (--locked), as in CI. The cache mounts keep the
@@ -20,10 +26,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # glibc and libgcc only: no shell, no package manager. The :nonroot variant runs as
 # uid/gid 65532, which the chart's securityContext names too.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=builder /out/nodeboot /usr/local/bin/nodeboot
 USER 65532:65532
-# The boot listener and the admin listener (health, readiness, metrics).
-EXPOSE 8080 9090
+# The boot listener, the admin listener (health, readiness, metrics) and the admission webhook.
+EXPOSE 8080 9090 9443
 ENTRYPOINT ["/usr/local/bin/nodeboot"]
 CMD ["run"]

@@ -4,7 +4,9 @@
 #   - Debian packages: QEMU, iPXE ROMs, busybox, cpio, cloud-init (hack/install-test-deps.sh),
 #   - kube-apiserver, etcd and kubectl, built from Go modules and cached (hack/envtest-assets.sh),
 #   - helm, built from its Go module and cached (hack/helm.sh),
-#   - a test API server on loopback (hack/test-apiserver.sh), shared by the operator tests.
+#   - a test API server on loopback (hack/test-apiserver.sh), shared by the operator tests;
+#   - tests/cluster.rs starts and stops its own single-node cluster (hack/cluster.sh, which
+#     installs containerd, podman and the rest) and builds the image (hack/cluster-images.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

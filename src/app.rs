@@ -6,11 +6,12 @@ use nodeboot_core::explain::explain;
 use nodeboot_core::render::RenderSettings;
 use nodeboot_core::snapshot::{Snapshot, build};
 
-use crate::cli::{Command, ElectionArgs, OnOff, OutputFormat, RenderArgs};
+use crate::cli::{Command, ElectionArgs, OnOff, OutputFormat, RenderArgs, WebhookArgs};
 use crate::error::Error;
 use crate::manifests::ManifestFolder;
 use crate::operator::{self, LeaseSettings, OperatorConfig};
 use crate::runtime::{ReportLog, Runtime};
+use crate::webhook::{CertSource, ManagedCerts, Subject, WebhookConfig};
 
 pub async fn run(command: Command) -> Result<(), Error> {
     match command {
@@ -31,14 +32,17 @@ pub async fn run(command: Command) -> Result<(), Error> {
             election,
             tracking_interval,
             serve,
+            webhook,
         } => {
             let lease = lease_settings(&election, namespace.as_deref());
+            let webhook = webhook_config(&webhook, &election, namespace.as_deref());
             operator::run(OperatorConfig {
                 namespace,
                 lease,
                 server: serve.server_config()?,
                 tracking_interval: std::time::Duration::from_secs(tracking_interval),
                 replica: election.identity.clone().unwrap_or_else(default_identity),
+                webhook,
             })
             .await?;
             Ok(())
@@ -113,6 +117,37 @@ fn lease_settings(election: &ElectionArgs, namespace: Option<&str>) -> Option<Le
         identity: election.identity.clone().unwrap_or_else(default_identity),
         duration: election.lease_duration,
     })
+}
+
+fn webhook_config(
+    args: &WebhookArgs,
+    election: &ElectionArgs,
+    namespace: Option<&str>,
+) -> Option<WebhookConfig> {
+    let listen = args.webhook_listen?;
+    let certs = match &args.webhook_cert_dir {
+        Some(dir) => CertSource::Files(dir.clone()),
+        None => {
+            // The Secret lives where the Lease does: the release namespace in the chart.
+            let namespace = election
+                .lease_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .or_else(|| namespace.map(str::to_owned))
+                .unwrap_or_else(|| "default".into());
+            let mut subject = Subject::for_service(&args.webhook_service, &namespace);
+            if !listen.ip().is_unspecified() {
+                subject.ips.insert(listen.ip());
+            }
+            CertSource::Managed(ManagedCerts {
+                namespace,
+                secret: args.webhook_cert_secret.clone(),
+                webhook_configuration: args.webhook_configuration.clone(),
+                subject,
+            })
+        }
+    };
+    Some(WebhookConfig { listen, certs })
 }
 
 /// Host name and process id: unique among replicas when POD_NAME is not set.

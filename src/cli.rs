@@ -54,6 +54,9 @@ pub enum Command {
         tracking_interval: u64,
         #[command(flatten)]
         serve: ServeArgs,
+        // Boxed: Run would otherwise be many times the size of the other commands.
+        #[command(flatten)]
+        webhook: Box<WebhookArgs>,
     },
     /// Serve NodeGroups, BootConfigs and Secrets from YAML files, without a cluster; reloads on change.
     Serve {
@@ -150,6 +153,40 @@ pub struct ElectionArgs {
     /// This replica's identity in the Lease (default: POD_NAME, else host name and process id).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+}
+
+/// The validating admission webhook of `run` (off unless --webhook-listen is given).
+#[derive(Debug, Clone, Args)]
+pub struct WebhookArgs {
+    /// HTTPS listener of the validating admission webhook (POST /validate).
+    #[arg(long, env = "NODEBOOT_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+    /// Serve tls.crt and tls.key from this directory (a Secret cert-manager fills, mounted)
+    /// instead of nodeboot's own CA.
+    #[arg(long, env = "NODEBOOT_WEBHOOK_CERT_DIR")]
+    pub webhook_cert_dir: Option<PathBuf>,
+    /// Secret, in the Lease namespace, where the leader keeps the webhook's CA and certificate.
+    #[arg(
+        long,
+        default_value = "nodeboot-webhook-cert",
+        env = "NODEBOOT_WEBHOOK_CERT_SECRET"
+    )]
+    pub webhook_cert_secret: String,
+    /// ValidatingWebhookConfiguration whose caBundle the leader keeps current.
+    #[arg(
+        long,
+        default_value = "nodeboot",
+        env = "NODEBOOT_WEBHOOK_CONFIGURATION"
+    )]
+    pub webhook_configuration: String,
+    /// Service the API server calls the webhook through: its DNS names go into the certificate
+    /// (with the listen address when it is a specific IP).
+    #[arg(
+        long,
+        default_value = "nodeboot-webhook",
+        env = "NODEBOOT_WEBHOOK_SERVICE"
+    )]
+    pub webhook_service: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,7 @@
 //! - `tracking`: what each node last fetched and when it phoned home; unknown MACs that asked.
 //! - `metrics`, `memory`, `logging`: Prometheus metrics, giving memory back after a rebuild,
 //!   log set-up (control characters escaped).
+//! - `webhook`: the validating admission webhook of `nodeboot run` and its certificates.
 
 pub mod adopt;
 pub mod app;
@@ -24,3 +25,4 @@ pub mod metrics;
 pub mod operator;
 pub mod runtime;
 pub mod tracking;
+pub mod webhook;

@@ -241,20 +241,36 @@ fn default_render_is_hardened_and_least_privilege() {
     assert_eq!(
         kinds(&objs),
         [
+            "ClusterRole",
+            "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
             "Role",
             "Role",
+            "Role",
             "RoleBinding",
             "RoleBinding",
+            "RoleBinding",
+            "Secret",
+            "Service",
             "Service",
             "Service",
             "ServiceAccount",
+            "ValidatingWebhookConfiguration",
         ],
         "{objs:#?}"
     );
+    let cluster_scoped = [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingWebhookConfiguration",
+    ];
     for o in &objs {
-        assert_eq!(o["metadata"]["namespace"], "site", "{o:#}");
+        if cluster_scoped.contains(&o["kind"].as_str().unwrap_or_default()) {
+            assert!(o["metadata"]["namespace"].is_null(), "{o:#}");
+        } else {
+            assert_eq!(o["metadata"]["namespace"], "site", "{o:#}");
+        }
     }
 
     let deploy = find(&objs, "Deployment", "nb-nodeboot");
@@ -271,6 +287,10 @@ fn default_render_is_hardened_and_least_privilege() {
         "--advertise-url=http://$(POD_IP):8080",
         "--cloud-init-source-check=on",
         "--log-format=json",
+        "--webhook-listen=0.0.0.0:9443",
+        "--webhook-configuration=site-nb-nodeboot",
+        "--webhook-service=nb-nodeboot-webhook",
+        "--webhook-cert-secret=nb-nodeboot-webhook-cert",
     ] {
         assert!(a.iter().any(|x| x == expected), "{expected} not in {a:?}");
     }
@@ -338,7 +358,36 @@ fn default_render_is_hardened_and_least_privilege() {
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["nb-nodeboot-leader"], "verbs": ["get", "patch"]},
         ])
     );
-    for binding in ["nb-nodeboot", "nb-nodeboot-leader-election"] {
+    // The webhook: its certificate Secret and its own configuration, by name only.
+    assert_eq!(
+        find(&objs, "Role", "nb-nodeboot-webhook")["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["nb-nodeboot-webhook-cert"], "verbs": ["get", "patch"]},
+        ])
+    );
+    assert_eq!(
+        find(&objs, "ClusterRole", "site-nb-nodeboot-webhook")["rules"],
+        json!([
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"], "resourceNames": ["site-nb-nodeboot"], "verbs": ["get", "patch"]},
+        ])
+    );
+    let webhooks = &find(&objs, "ValidatingWebhookConfiguration", "site-nb-nodeboot")["webhooks"];
+    for webhook in webhooks.as_array().expect("webhooks") {
+        assert_eq!(webhook["failurePolicy"], "Fail");
+        assert_eq!(
+            webhook["clientConfig"]["service"],
+            json!({"name": "nb-nodeboot-webhook", "namespace": "site", "path": "/validate", "port": 443})
+        );
+        assert_eq!(
+            webhook["namespaceSelector"]["matchExpressions"][0]["values"],
+            json!(["site"])
+        );
+    }
+    for binding in [
+        "nb-nodeboot",
+        "nb-nodeboot-leader-election",
+        "nb-nodeboot-webhook",
+    ] {
         let b = find(&objs, "RoleBinding", binding);
         assert_eq!(b["roleRef"]["name"], binding);
         assert_eq!(
@@ -398,6 +447,11 @@ fn optional_objects_and_options_render() {
         np["spec"]["ingress"][1]["from"],
         json!([{"podSelector": {}}])
     );
+    // The API server calls the webhook from an address the chart cannot know.
+    assert_eq!(
+        np["spec"]["ingress"][2],
+        json!({"ports": [{"port": "webhook", "protocol": "TCP"}]})
+    );
 
     // Boot networks: hostNetwork, a LoadBalancer keeping source addresses, a NodePort.
     let objs = helm.template(
@@ -452,6 +506,40 @@ fn optional_objects_and_options_render() {
     assert_binary_accepts(&a);
     assert!(!a.iter().any(|x| x.starts_with("--lease")), "{a:?}");
     assert!(!objs.iter().any(|o| o.to_string().contains("leases")));
+
+    // cert-manager issues the webhook's certificate: mounted, and its CA injected; nodeboot
+    // then needs no rights on Secrets or on the webhook configuration.
+    let objs = helm.template(
+        "site",
+        &[
+            "webhook.certManager.enabled=true",
+            "webhook.certManager.issuerRef.kind=ClusterIssuer",
+            "webhook.certManager.issuerRef.name=site-ca",
+        ],
+    );
+    let a = args(find(&objs, "Deployment", "nb-nodeboot"));
+    assert!(
+        a.contains(&"--webhook-cert-dir=/var/run/nodeboot/webhook".to_owned()),
+        "{a:?}"
+    );
+    assert_binary_accepts(&a);
+    let cert = find(&objs, "Certificate", "nb-nodeboot-webhook");
+    assert_eq!(cert["spec"]["secretName"], "nb-nodeboot-webhook-cert");
+    assert_eq!(
+        cert["spec"]["issuerRef"],
+        json!({"kind": "ClusterIssuer", "name": "site-ca"})
+    );
+    assert_eq!(
+        find(&objs, "ValidatingWebhookConfiguration", "site-nb-nodeboot")["metadata"]["annotations"]
+            ["cert-manager.io/inject-ca-from"],
+        "site/nb-nodeboot-webhook"
+    );
+    assert!(
+        !objs
+            .iter()
+            .any(|o| o["kind"] == "Issuer" || o["kind"] == "ClusterRole")
+    );
+    assert!(!objs.iter().any(|o| o["kind"] == "Secret"));
 
     // Refused with a reason: two writers, two namespaces (the binary watches one), bad values.
     let err = helm.template_err("site", &["leaderElection.enabled=false"]);
@@ -653,11 +741,20 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
     let ns = api.fresh_namespace("helm");
     let elsewhere = api.fresh_namespace("helm-elsewhere");
     let helm = Helm::on(api);
-    let mut release = install(&helm, &ns, &["leaderElection.leaseDuration=6"]);
+    // The operator runs outside the cluster here, where the API server cannot call its
+    // webhook through the Service: Ignore lets the examples in (tests/webhook.rs covers Fail).
+    let mut release = install(
+        &helm,
+        &ns,
+        &[
+            "leaderElection.leaseDuration=6",
+            "webhook.failurePolicy=Ignore",
+        ],
+    );
 
     // Every object of the release is in the cluster.
     let manifest = docs(&helm.ok(&["get", "manifest", "nb", "--namespace", &ns]));
-    assert_eq!(manifest.len(), 9, "{manifest:#?}");
+    assert_eq!(manifest.len(), 16, "{manifest:#?}");
     for obj in &manifest {
         let name = obj["metadata"]["name"].as_str().unwrap();
         api.kubectl_ok(&["get", &resource_of(obj), name, "-n", &ns]);
@@ -674,6 +771,10 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
         .into_iter()
         .filter(|a| !a.starts_with("--listen=") && !a.starts_with("--admin-listen="))
         .map(|a| a.replace("$(POD_IP)", "127.0.0.1"))
+        .map(|a| match a.starts_with("--webhook-listen=") {
+            true => format!("--webhook-listen=127.0.0.1:{}", support::free_port()),
+            false => a,
+        })
         .collect();
     let pod = "nb-nodeboot-7d4b9c-test0";
     let kubeconfig_str = kubeconfig.display().to_string();
@@ -735,6 +836,28 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
     })
     .await;
 
+    // The leader issued the webhook's certificate into the chart's Secret and its CA into the
+    // chart's webhook configuration, with the account's rights.
+    let webhook_configuration = format!("{ns}-nb-nodeboot");
+    eventually(
+        "the webhook's CA in its configuration",
+        Duration::from_secs(30),
+        || {
+            let ca = api.get_json(&ns, "secret/nb-nodeboot-webhook-cert")["data"]["ca.crt"].clone();
+            let config: Value = serde_json::from_str(&api.kubectl_ok(&[
+                "get",
+                "validatingwebhookconfiguration",
+                &webhook_configuration,
+                "-o",
+                "json",
+            ]))
+            .ok()?;
+            (ca.is_string() && config["webhooks"][0]["clientConfig"]["caBundle"] == ca)
+                .then_some(())
+        },
+    )
+    .await;
+
     // `nodeboot explain` reads the cluster with the same account.
     let explain = Command::new(env!("CARGO_BIN_EXE_nodeboot"))
         .args(["explain", "--namespace", &ns, "x1001c0s0b0n0"])
@@ -754,6 +877,9 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
     drop(op);
 
     // What the account may do, and what it may not.
+    let webhook_config_resource = format!(
+        "validatingwebhookconfigurations.admissionregistration.k8s.io/{webhook_configuration}"
+    );
     let sa = ns.as_str();
     let status = ["--subresource=status"];
     let here = ["-n", sa];
@@ -782,6 +908,10 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
             "leases.coordination.k8s.io/nb-nodeboot-leader",
             &here[..],
         ),
+        ("get", "secrets/nb-nodeboot-webhook-cert", &here[..]),
+        ("patch", "secrets/nb-nodeboot-webhook-cert", &here[..]),
+        ("get", &webhook_config_resource, &[][..]),
+        ("patch", &webhook_config_resource, &[][..]),
     ] {
         assert!(
             can(api, sa, verb, resource, extra),
@@ -838,6 +968,31 @@ async fn chart_installs_its_rbac_is_enough_and_it_upgrades_and_uninstalls() {
             "leases.coordination.k8s.io/nb-nodeboot-leader",
             &here[..],
         ),
+        // The webhook's rights reach its own Secret and configuration, nothing else.
+        ("get", "secrets/someone-elses", &here[..]),
+        ("patch", "secrets/someone-elses", &here[..]),
+        ("delete", "secrets/nb-nodeboot-webhook-cert", &here[..]),
+        (
+            "list",
+            "validatingwebhookconfigurations.admissionregistration.k8s.io",
+            &[][..],
+        ),
+        (
+            "create",
+            "validatingwebhookconfigurations.admissionregistration.k8s.io",
+            &[][..],
+        ),
+        (
+            "patch",
+            "validatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses",
+            &[][..],
+        ),
+        (
+            "patch",
+            "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+            &[][..],
+        ),
+        ("delete", &webhook_config_resource, &[][..]),
         ("create", "roles.rbac.authorization.k8s.io", &here[..]),
         (
             "create",
@@ -911,7 +1066,8 @@ async fn helm_install_alone_creates_the_crds_and_uninstall_keeps_them() {
     }
     let ns = api.fresh_namespace("crds");
     let helm = Helm::on(&api);
-    let mut release = install(&helm, &ns, &[]);
+    // No pods run here to answer the webhook: Ignore lets the examples in.
+    let mut release = install(&helm, &ns, &["webhook.failurePolicy=Ignore"]);
     api.kubectl_ok(&[
         "wait",
         "--for=condition=Established",

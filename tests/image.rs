@@ -34,12 +34,21 @@ fn instructions(dockerfile: &str) -> Vec<String> {
     out
 }
 
-/// The stages: the FROM line and the instructions under it.
+/// The stages: the FROM line (build arguments replaced by their defaults, as a build without
+/// --build-arg sees it) and the instructions under it.
 fn stages(dockerfile: &str) -> Vec<(String, Vec<String>)> {
     let mut stages: Vec<(String, Vec<String>)> = Vec::new();
+    let mut defaults: Vec<(String, String)> = Vec::new();
     for i in instructions(dockerfile) {
-        if i.starts_with("FROM ") {
-            stages.push((i, Vec::new()));
+        if stages.is_empty()
+            && let Some((name, value)) = i.strip_prefix("ARG ").and_then(|a| a.split_once('='))
+        {
+            defaults.push((format!("${{{name}}}"), value.to_owned()));
+        } else if i.starts_with("FROM ") {
+            let from = defaults
+                .iter()
+                .fold(i, |from, (arg, value)| from.replace(arg, value));
+            stages.push((from, Vec::new()));
         } else if let Some(last) = stages.last_mut() {
             last.1.push(i);
         }

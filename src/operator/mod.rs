@@ -37,6 +37,8 @@ pub enum OperatorError {
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error(transparent)]
     Listen(#[from] BindError),
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::WebhookError),
 }
 
 pub struct OperatorConfig {
@@ -48,6 +50,8 @@ pub struct OperatorConfig {
     pub tracking_interval: Duration,
     /// This replica's name in its boot-record objects: unique among replicas.
     pub replica: String,
+    /// The validating admission webhook, when asked for.
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
@@ -82,6 +86,20 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
         },
         runtime.shutdown.clone(),
     ));
+    let webhook = match &config.webhook {
+        Some(webhook) => Some(
+            crate::webhook::Webhook::start(
+                client.clone(),
+                webhook,
+                inventory.node_groups.clone(),
+                inventory.secrets.clone(),
+                leadership.is_leader.clone(),
+                &runtime.shutdown,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let writer = StatusWriter::new(
         client,
         runtime.metrics.clone(),
@@ -99,6 +117,9 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
     let served = runtime.run(inventory, &config.server).await;
     let _ = statuses.await;
     let _ = rollouts.await;
+    if let Some(webhook) = webhook {
+        webhook.stopped().await;
+    }
     leadership.release().await;
     Ok(served?)
 }

@@ -85,3 +85,15 @@ $(POD_IP) in the container's arguments from the environment variable of that nam
 {{- define "nodeboot.advertiseURL" -}}
 {{- .Values.boot.advertiseURL | default (printf "http://$(POD_IP):%v" .Values.boot.port) }}
 {{- end }}
+
+{{/*
+The cluster-scoped ValidatingWebhookConfiguration: the release namespace in its name, so that
+releases of the same name in two namespaces never share one.
+*/}}
+{{- define "nodeboot.webhookConfiguration" -}}
+{{- printf "%s-%s" .Release.Namespace (include "nodeboot.fullname" .) }}
+{{- end }}
+
+{{- define "nodeboot.webhookCertSecret" -}}
+{{- printf "%s-webhook-cert" (include "nodeboot.fullname" .) }}
+{{- end }}

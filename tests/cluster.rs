@@ -1,0 +1,395 @@
+//! nodeboot on a real single-node cluster (hack/cluster.sh: kubelet, containerd, kube-proxy,
+//! controller-manager, scheduler): the image built from the project's Dockerfile, the chart's
+//! pods Ready by their own probes, boot scripts and cloud-init data through the boot Service's
+//! ClusterIP, the admission webhook through its Service, a leader hand-over, a rolling upgrade
+//! with a client asking all the while, and an uninstall that leaves CRDs and inventory.
+//!
+//! One test, in order: the cluster and the image cost minutes, and each step needs the last.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::REPO;
+use support::apiserver::examples_in;
+use support::process::{OnExit, stdout_of};
+use support::wait::eventually;
+
+const NS: &str = "nodeboot-e2e";
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/nodeboot");
+
+struct Cluster {
+    kubeconfig: String,
+    kubectl: PathBuf,
+    containerd: String,
+    helm: PathBuf,
+    _down: Option<OnExit>,
+}
+
+impl Cluster {
+    /// Starts the cluster (or joins the one running) and stops it when the test ends.
+    fn up() -> Cluster {
+        let script = format!("{REPO}/hack/cluster.sh");
+        let running = Command::new(&script)
+            .arg("status")
+            .status()
+            .is_ok_and(|s| s.success());
+        // Armed before `up`, so that a start that fails half-way is undone too.
+        let down = (!running).then(|| OnExit::run(&script, &["down"], &[]));
+        let out = Command::new(&script)
+            .arg("up")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("hack/cluster.sh runs");
+        let env = stdout_of("hack/cluster.sh up", &out);
+        let value = |name: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .map(|v| v.trim_matches('\'').to_owned())
+                .unwrap_or_else(|| panic!("{name} missing from:\n{env}"))
+        };
+        let helm = Command::new(format!("{REPO}/hack/helm.sh"))
+            .output()
+            .expect("hack/helm.sh runs");
+        let helm = stdout_of("hack/helm.sh", &helm)
+            .lines()
+            .last()
+            .expect("helm path")
+            .trim()
+            .into();
+        Cluster {
+            kubeconfig: value("KUBECONFIG"),
+            kubectl: value("NODEBOOT_CLUSTER_KUBECTL").into(),
+            containerd: value("NODEBOOT_CLUSTER_CONTAINERD"),
+            helm,
+            _down: down,
+        }
+    }
+
+    /// Builds localhost/nodeboot:TAG from the Dockerfile and hands it to containerd.
+    fn image(&self, tag: &str) {
+        let out = Command::new(format!("{REPO}/hack/cluster-images.sh"))
+            .args(["nodeboot", &self.containerd, tag])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("hack/cluster-images.sh runs");
+        stdout_of("hack/cluster-images.sh nodeboot", &out);
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs")
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        stdout_of(format_args!("kubectl {args:?}"), &self.kubectl(args))
+    }
+
+    fn json(&self, what: &str) -> Value {
+        serde_json::from_str(&self.kubectl_ok(&["get", "-n", NS, what, "-o", "json"]))
+            .expect("kubectl json")
+    }
+
+    fn apply(&self, yaml: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["apply", "-n", NS, "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write manifest");
+        child.wait_with_output().expect("kubectl finishes")
+    }
+
+    fn helm(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.helm)
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("helm runs");
+        stdout_of(format_args!("helm {args:?}"), &out)
+    }
+
+    fn lease_holder(&self) -> String {
+        self.kubectl_ok(&[
+            "get",
+            "lease",
+            "nb-nodeboot-leader",
+            "-n",
+            NS,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+    }
+}
+
+/// One request on a connection of its own, as firmware makes them.
+async fn boot_script(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let r = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let status = r.status();
+    let body = r.text().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!("{status}: {body}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
+    let cluster = Cluster::up();
+    cluster.image("v1");
+
+    // helm install --wait: both replicas Ready by the chart's own probes.
+    cluster.helm(&[
+        "install",
+        "nb",
+        CHART,
+        "--namespace",
+        NS,
+        "--create-namespace",
+        "--set",
+        "image.repository=localhost/nodeboot",
+        "--set",
+        "image.tag=v1",
+        "--set",
+        "image.pullPolicy=Never",
+        // The host's requests reach the pods masqueraded: no node address to check against.
+        "--set",
+        "boot.cloudInitSourceCheck=false",
+        "--wait",
+        "--timeout",
+        "300s",
+    ]);
+    let deploy = cluster.json("deployment/nb-nodeboot");
+    assert_eq!(deploy["status"]["readyReplicas"], 2, "{deploy:#}");
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["image"], "localhost/nodeboot:v1");
+
+    // The inventory, through the webhook served by the pods; a broken BootConfig refused.
+    eventually(
+        "the webhook admits the examples",
+        Duration::from_secs(60),
+        || {
+            cluster
+                .apply(&examples_in(NS))
+                .status
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+    let refused = cluster.apply(
+        "apiVersion: nodeboot.io/v1alpha1\nkind: BootConfig\nmetadata: {name: broken}\nspec:\n  kernel: http://images.example/vmlinuz\n  params: \"{{ node.name\"\n",
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("denied the request"),
+        "{stderr}"
+    );
+
+    // Scripts and cloud-init through the boot Service's ClusterIP (kube-proxy's rules).
+    let ip = cluster.kubectl_ok(&[
+        "get",
+        "service",
+        "nb-nodeboot-boot",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let base = format!("http://{ip}:8080");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let script_url = format!("{base}/boot/v1/bootscript?mac=02:00:00:00:10:00");
+    let mut script = String::new();
+    for _ in 0..150 {
+        match boot_script(&client, &script_url).await {
+            Ok(body) if body.contains("vmlinuz") => {
+                script = body;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert!(script.contains("rocky9"), "no boot script: {script}");
+    let meta = boot_script(
+        &client,
+        &format!("{base}/cloud-init/x1000c0s0b0n0/meta-data"),
+    )
+    .await
+    .expect("meta-data");
+    assert!(meta.contains("instance-id"), "{meta}");
+    let user = boot_script(
+        &client,
+        &format!("{base}/cloud-init/x1000c0s0b0n0/user-data"),
+    )
+    .await
+    .expect("user-data");
+    assert!(user.starts_with("#cloud-config"), "{user}");
+
+    // Deleting the leader's pod hands status writing to the other replica.
+    let leader = eventually("a leader", Duration::from_secs(60), || {
+        Some(cluster.lease_holder()).filter(|h| !h.is_empty())
+    })
+    .await;
+    cluster.kubectl_ok(&["delete", "pod", &leader, "-n", NS, "--wait=false"]);
+    let next = eventually("a new leader", Duration::from_secs(60), || {
+        Some(cluster.lease_holder()).filter(|h| !h.is_empty() && *h != leader)
+    })
+    .await;
+    cluster.kubectl_ok(&[
+        "patch",
+        "bootconfig/compute-rocky9",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"priority":11}}"#,
+    ]);
+    eventually(
+        format!("status of the changed BootConfig written by {next}"),
+        Duration::from_secs(60),
+        || {
+            let bc = cluster.json("bootconfig/compute-rocky9");
+            let generation = &bc["metadata"]["generation"];
+            bc["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["observedGeneration"] == *generation)
+                .then_some(())
+        },
+    )
+    .await;
+    cluster.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/nb-nodeboot",
+        "-n",
+        NS,
+        "--timeout=120s",
+    ]);
+
+    // helm upgrade to a new image while a client asks for scripts all the time.
+    cluster.image("v2");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let asking = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let (client, url) = (client.clone(), script_url.clone());
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match boot_script(&client, &url).await {
+                    Ok(body) if body.contains("vmlinuz") => ok.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        failures.push(format!("{other:?}"));
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            failures
+        })
+    };
+    let upgrade = {
+        let args: Vec<String> = [
+            "upgrade",
+            "nb",
+            CHART,
+            "--namespace",
+            NS,
+            "--reuse-values",
+            "--set",
+            "image.tag=v2",
+            "--wait",
+            "--timeout",
+            "300s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (helm, kubeconfig) = (cluster.helm.clone(), cluster.kubeconfig.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(helm)
+                .args(args)
+                .env("KUBECONFIG", kubeconfig)
+                .output()
+                .expect("helm runs")
+        })
+        .await
+        .expect("helm upgrade")
+    };
+    stdout_of("helm upgrade", &upgrade);
+    cluster.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/nb-nodeboot",
+        "-n",
+        NS,
+        "--timeout=120s",
+    ]);
+    stop.store(true, Ordering::Relaxed);
+    let failures = asking.await.expect("client task");
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("during the rollout: {ok} answers, {failed} failed");
+    assert_eq!(failed, 0, "failed answers during the rollout: {failures:?}");
+    assert!(ok > 50, "too few answers to tell: {ok}");
+    let pods = cluster.json("pods");
+    let images: Vec<&str> = pods["items"]
+        .as_array()
+        .expect("pods")
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| p["spec"]["containers"][0]["image"].as_str())
+        .collect();
+    assert_eq!(images, ["localhost/nodeboot:v2"; 2], "{pods:#}");
+
+    // helm uninstall: the release goes, CRDs and the inventory stay.
+    cluster.helm(&["uninstall", "nb", "--namespace", NS, "--wait"]);
+    for crd in ["nodegroups.nodeboot.io", "bootconfigs.nodeboot.io"] {
+        cluster.kubectl_ok(&["get", "crd", crd]);
+    }
+    assert_eq!(
+        cluster.json("nodegroups")["items"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        cluster.json("bootconfigs")["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    let out = cluster.kubectl(&[
+        "get",
+        "validatingwebhookconfiguration",
+        &format!("{NS}-nb-nodeboot"),
+    ]);
+    assert!(
+        !out.status.success(),
+        "the webhook configuration outlived the release"
+    );
+    cluster.kubectl_ok(&["delete", "namespace", NS, "--wait=false"]);
+}
