@@ -4,163 +4,46 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use support::qemu::{Boot, Images, Vm, block, image_server, run_ok};
 use support::{Nodeboot, REPO, manifest_dir, rewrite};
-use tokio::sync::Semaphore;
 
 /// A boot takes ~10 s under emulation on an idle core; leave room for a loaded machine.
 const BOOT_TIMEOUT_SECS: u64 = 240;
-/// Two cores: more VMs at once only slow every one of them down.
-static VM_SLOTS: Semaphore = Semaphore::const_new(2);
 
-/// Kernel and initrd served over HTTP on loopback, as a site's image server would. Kept in a
-/// `static`, which is never dropped: the server exits when this process closes its stdin,
-/// which the kernel does when the process exits, however it ends.
-struct Images {
-    port: u16,
-    _server: Child,
-    _lifeline: ChildStdin,
-}
-
+/// The kernel and test initrd under three image names (the same files), so BootConfigs can
+/// point at different images, served by tests/boot/httpd.py.
 fn images() -> &'static Images {
     static IMAGES: OnceLock<Images> = OnceLock::new();
     IMAGES.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("nodeboot-boot-images-{}", std::process::id()));
-        let status = Command::new(format!("{REPO}/tests/boot/build-assets.sh"))
-            .arg(&dir)
-            .status()
-            .expect("tests/boot/build-assets.sh runs");
-        assert!(status.success(), "boot assets could not be built");
-        // Two "images" (the same files under two names) so BootConfigs can point at different ones.
+        run_ok(Command::new(format!("{REPO}/tests/boot/build-assets.sh")).arg(&dir));
         for image in ["compute", "gpu", "discovery"] {
             std::fs::create_dir_all(dir.join(image)).unwrap();
             for f in ["vmlinuz", "initrd.img"] {
                 let _ = std::fs::hard_link(dir.join(f), dir.join(image).join(f));
             }
         }
-        let port_file = dir.join("port");
-        let mut server = Command::new("python3")
-            .arg(format!("{REPO}/tests/boot/httpd.py"))
-            .args([
-                "--root",
-                &dir.display().to_string(),
-                "--port",
-                "0",
-                "--stop-on-stdin-eof",
-                "--port-file",
-            ])
-            .arg(&port_file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("image server starts");
-        let start = Instant::now();
-        let port = loop {
-            if let Ok(p) = std::fs::read_to_string(&port_file)
-                && let Ok(p) = p.trim().parse()
-            {
-                break p;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "image server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Images {
-            port,
-            _lifeline: server.stdin.take().expect("piped stdin"),
-            _server: server,
-        }
+        image_server(&dir)
     })
 }
 
-/// A VM booting; dropping it (the test ended or panicked) stops it: run-vm.sh stops QEMU when
-/// its stdin closes, which also happens when this process dies.
-struct Vm {
-    log: PathBuf,
-    child: tokio::process::Child,
-    /// Held apart from `child`: waiting on a child closes the stdin it holds.
-    _lifeline: tokio::process::ChildStdin,
-    _slot: tokio::sync::SemaphorePermit<'static>,
-}
-
-impl Vm {
-    async fn boot(mac: &str, nodeboot_port: u16, name: &str) -> Vm {
-        let slot = VM_SLOTS.acquire().await.expect("semaphore");
-        let log =
-            std::env::temp_dir().join(format!("nodeboot-vm-{name}-{}.log", std::process::id()));
-        let _ = std::fs::remove_file(&log);
-        let mut child = tokio::process::Command::new(format!("{REPO}/tests/boot/run-vm.sh"))
-            .args(["--mac", mac])
-            .args([
-                "--boot-url",
-                &format!("http://10.0.2.2:{nodeboot_port}/boot.ipxe"),
-            ])
-            .args(["--timeout", &BOOT_TIMEOUT_SECS.to_string()])
-            .arg("--log")
-            .arg(&log)
-            .arg("--stop-on-stdin-eof")
-            .stdin(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run-vm.sh starts");
-        Vm {
-            log,
-            _lifeline: child.stdin.take().expect("piped stdin"),
-            child,
-            _slot: slot,
-        }
-    }
-
-    fn console(&self) -> String {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .replace('\r', "")
-    }
-
-    /// Waits for the VM to power off by itself; returns its console.
-    async fn finish(mut self) -> String {
-        let status = self.child.wait().await.expect("run-vm.sh");
-        let console = self.console();
-        assert!(
-            status.success(),
-            "VM did not power off by itself ({status}):\n{console}"
-        );
-        console
-    }
-
-    /// Waits until the console shows `needle`.
-    async fn wait_console(&self, needle: &str, limit: Duration) -> String {
-        let start = Instant::now();
-        loop {
-            let console = self.console();
-            if console.contains(needle) {
-                return console;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "console never showed {needle:?}:\n{console}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-/// The text between two markers the test initrd prints.
-fn block<'a>(console: &'a str, name: &str) -> &'a str {
-    let begin = format!("NODEBOOT-{name}-BEGIN\n");
-    let end = format!("NODEBOOT-{name}-END");
-    let Some(start) = console.find(&begin) else {
-        panic!("no {name} block in console:\n{console}")
+/// A legacy-BIOS VM with Debian's iPXE ROM, chaining from nodeboot's `/boot.ipxe`.
+async fn boot_vm(mac: &str, nodeboot_port: u16, name: &str) -> Vm {
+    let boot = Boot {
+        firmware: "bios",
+        bootfile: format!("http://10.0.2.2:{nodeboot_port}/boot.ipxe"),
+        tftp: None,
+        no_rom: false,
+        memory_mb: 256,
+        timeout_secs: BOOT_TIMEOUT_SECS,
+        extra: Vec::new(),
     };
-    let rest = &console[start + begin.len()..];
-    &rest[..rest.find(&end).unwrap_or(rest.len())]
+    Vm::start(mac, name, &boot).await
 }
 
 fn site(images_port: u16, extra_nodes: &str, discovery: bool) -> Vec<(String, String)> {
@@ -249,8 +132,8 @@ async fn two_nodes_in_different_groups_boot_their_own_images() {
     let dir = manifest_dir(&[]);
     write_site(dir.path(), &site(images.port, "", false));
     let (_nb, port) = serve(dir.path(), &[]).await;
-    let compute = Vm::boot("52:54:00:00:10:00", port, "compute").await;
-    let gpu = Vm::boot("52:54:00:00:11:00", port, "gpu").await;
+    let compute = boot_vm("52:54:00:00:10:00", port, "compute").await;
+    let gpu = boot_vm("52:54:00:00:11:00", port, "gpu").await;
     let (compute, gpu) = tokio::join!(compute.finish(), gpu.finish());
 
     for (console, xname, nid, image, hostname, mac) in [
@@ -316,7 +199,7 @@ async fn unknown_node_boots_discovery_image() {
     let dir = manifest_dir(&[]);
     write_site(dir.path(), &site(images.port, "", true));
     let (_nb, port) = serve(dir.path(), &[]).await;
-    let console = Vm::boot("52:54:00:00:99:01", port, "discovery")
+    let console = boot_vm("52:54:00:00:99:01", port, "discovery")
         .await
         .finish()
         .await;
@@ -351,7 +234,7 @@ async fn waiting_node_boots_when_added_even_after_dozens_of_rounds() {
     let dir = manifest_dir(&[]);
     write_site(dir.path(), &site(images.port, "", false));
     let (nb, port) = serve(dir.path(), &["--retry-max-delay", "1"]).await;
-    let vm = Vm::boot("52:54:00:00:77:01", port, "late").await;
+    let vm = boot_vm("52:54:00:00:77:01", port, "late").await;
     let waits = "nodeboot_http_requests_total{endpoint=\"bootscript\",outcome=\"wait\"}";
     let start = Instant::now();
     let rounds = 40;
@@ -397,9 +280,10 @@ async fn wrong_kernel_url_reaches_the_retry_path() {
         .replace("compute/vmlinuz", "compute/no-such-kernel");
     write_site(dir.path(), &files);
     let (_nb, port) = serve(dir.path(), &["--retry-max-delay", "1"]).await;
-    let vm = Vm::boot("52:54:00:00:10:00", port, "badkernel").await;
+    let vm = boot_vm("52:54:00:00:10:00", port, "badkernel").await;
     vm.wait_console(
         "nodeboot: boot failed, retrying in",
+        1,
         Duration::from_secs(BOOT_TIMEOUT_SECS),
     )
     .await;
@@ -441,7 +325,7 @@ async fn operator_on_the_test_api_server_boots_a_node() {
         b.contains("gpu/vmlinuz")
     })
     .await;
-    let console = Vm::boot("52:54:00:00:11:00", port, "operator")
+    let console = boot_vm("52:54:00:00:11:00", port, "operator")
         .await
         .finish()
         .await;
@@ -496,7 +380,7 @@ async fn discovered_vm_is_adopted_boots_and_phones_home() {
     let log = std::env::temp_dir().join(format!("nodeboot-qemu-adopt-{ns}.log"));
     let nb = Nodeboot::spawn_on(&args, &[("KUBECONFIG", &api.kubeconfig_str())], &log, port).await;
     let mac = "52:54:00:00:88:01";
-    let vm = Vm::boot(mac, port, "adopt").await;
+    let vm = boot_vm(mac, port, "adopt").await;
 
     // The stranger loops; it is listed as discovered, with the arch iPXE reported.
     let start = Instant::now();

@@ -32,7 +32,7 @@ impl Images {
 }
 
 /// Starts `tests/boot/httpd.py` on `dir`.
-fn image_server(dir: &Path) -> Images {
+pub fn image_server(dir: &Path) -> Images {
     let port_file = dir.join("port");
     let _ = std::fs::remove_file(&port_file);
     let mut server = Command::new("python3")
@@ -102,7 +102,7 @@ pub fn arm64_images() -> &'static Images {
     images
 }
 
-fn run_ok(cmd: &mut Command) {
+pub fn run_ok(cmd: &mut Command) {
     let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(status.success(), "{cmd:?} failed: {status}");
 }
