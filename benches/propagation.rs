@@ -11,7 +11,11 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::{reflector, watcher};
 use nodeboot_bench::synthetic;
+use nodeboot_core::crd::{BootConfig, NodeGroup};
 
 /// The test API server's kubectl (KUBEBUILDER_ASSETS), else the one on PATH.
 fn kubectl(args: &[&str]) -> String {
@@ -76,27 +80,65 @@ fn api_delta(
     parts.join(", ")
 }
 
-/// True when every NodeGroup and BootConfig in `ns` has a status for its current generation,
-/// and every NodeGroup's status counts all its nodes.
-fn every_status_written(ns: &str) -> bool {
-    let list: serde_json::Value = serde_json::from_str(&kubectl(&[
-        "get",
-        "nodegroups,bootconfigs",
-        "-n",
-        ns,
-        "-o",
-        "json",
-    ]))
-    .expect("kubectl prints JSON");
-    list["items"].as_array().is_some_and(|items| {
-        items.iter().all(|item| {
-            let current = item["status"]["observedGeneration"] == item["metadata"]["generation"];
-            let counted = item["kind"] != "NodeGroup"
-                || item["status"]["nodeCount"].as_u64()
-                    == item["spec"]["nodes"].as_array().map(|n| n.len() as u64);
-            current && counted
-        })
-    })
+/// The NodeGroups and BootConfigs of the bench's namespace, kept current by one watch per kind:
+/// checking status in these stores costs the API server nothing, where listing 100k nodes'
+/// objects every few hundred milliseconds would compete with the operator's own status writes.
+struct Statuses {
+    groups: reflector::Store<NodeGroup>,
+    configs: reflector::Store<BootConfig>,
+}
+
+impl Statuses {
+    async fn watch(client: &kube::Client, ns: &str) -> Statuses {
+        fn follow<K>(api: Api<K>) -> reflector::Store<K>
+        where
+            K: kube::Resource<DynamicType = ()>
+                + Clone
+                + std::fmt::Debug
+                + serde::de::DeserializeOwned
+                + Send
+                + Sync
+                + 'static,
+        {
+            let (reader, writer) = reflector::store();
+            let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()));
+            tokio::spawn(stream.for_each(|_| async {}));
+            reader
+        }
+        let statuses = Statuses {
+            groups: follow(Api::namespaced(client.clone(), ns)),
+            configs: follow(Api::namespaced(client.clone(), ns)),
+        };
+        statuses.groups.wait_until_ready().await.unwrap();
+        statuses.configs.wait_until_ready().await.unwrap();
+        statuses
+    }
+
+    fn config_has_kernel(&self, name: &str, kernel: &str) -> bool {
+        self.configs
+            .state()
+            .iter()
+            .any(|c| c.metadata.name.as_deref() == Some(name) && c.spec.kernel == kernel)
+    }
+
+    /// True when every NodeGroup and BootConfig has a status for its current generation, and
+    /// every NodeGroup's status counts all its nodes.
+    fn all_written(&self) -> bool {
+        let groups = self.groups.state();
+        let configs = self.configs.state();
+        !groups.is_empty()
+            && groups.iter().all(|g| {
+                g.status.as_ref().is_some_and(|s| {
+                    s.observed_generation == g.metadata.generation
+                        && usize::try_from(s.node_count).ok() == Some(g.spec.nodes.len())
+                })
+            })
+            && configs.iter().all(|c| {
+                c.status
+                    .as_ref()
+                    .is_some_and(|s| s.observed_generation == c.metadata.generation)
+            })
+    }
 }
 
 /// VmRSS and VmHWM of process `pid`, in MiB.
@@ -163,6 +205,9 @@ async fn main() {
         &dir.path().display().to_string(),
     ]);
 
+    // PROPAGATION_LOG=FILE keeps the operator's log (at info: rebuild and status-write times).
+    let log = std::env::var_os("PROPAGATION_LOG").map(|path| std::fs::File::create(path).unwrap());
+    let statuses = Statuses::watch(&kube::Client::try_default().await.unwrap(), &ns).await;
     let port = free_port();
     let admin = free_port();
     let mut op = Command::new(env!("CARGO_BIN_EXE_nodeboot"))
@@ -173,8 +218,15 @@ async fn main() {
             "--admin-listen",
             &format!("127.0.0.1:{admin}"),
         ])
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            if log.is_some() { "info" } else { "warn" },
+        )
         .stdout(Stdio::null())
+        .stderr(match &log {
+            Some(file) => Stdio::from(file.try_clone().unwrap()),
+            None => Stdio::inherit(),
+        })
         .spawn()
         .expect("operator starts");
     let client = reqwest::Client::new();
@@ -220,12 +272,12 @@ async fn main() {
         "{nodes} nodes: operator start to serving: {:?}; RSS {rss} MiB",
         start.elapsed()
     );
-    while !every_status_written(&ns) {
+    while !statuses.all_written() {
         assert!(
             start.elapsed() < Duration::from_secs(600),
             "operator never wrote every status"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (rss, peak) = rss_mib(op.id());
     println!(
@@ -259,8 +311,9 @@ async fn main() {
         }
         times.push(t.elapsed());
         // The API requests this round cost once its status is written: kubectl's patch, and the
-        // operator's status writes for its rebuild (batched; a second after the last one).
-        while !every_status_written(&ns) {
+        // operator's status writes for its rebuild (batched; a second after the last one). The
+        // watch must have seen the patch first, or the last round's status would count.
+        while !statuses.all_written() || !statuses.config_has_kernel("compute", &kernel) {
             assert!(
                 t.elapsed() < Duration::from_secs(120),
                 "round {round}: status never caught up"

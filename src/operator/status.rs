@@ -3,7 +3,8 @@
 //! words and the decisions (what status, which event) are the core's `report` module's; this
 //! is only the I/O. Only statuses that differ from what the cluster already shows are written.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -34,6 +35,21 @@ pub struct StatusWriter {
     metrics: Arc<Metrics>,
     /// Boot records: each node's served and booted generation in its NodeGroup's status.
     tracker: Arc<Tracker>,
+    /// What this writer last applied to each object. The inventory's watch may not have
+    /// delivered that write yet, and applying the same status again is not free: for a
+    /// NodeGroup of 5,000 nodes the API server spends about a second on each status write.
+    applied: Mutex<HashMap<ObjectKey, Applied>>,
+}
+
+/// Kind, namespace, name.
+type ObjectKey = (&'static str, String, String);
+
+struct Applied {
+    /// The status as sent.
+    status: serde_json::Value,
+    /// The object's resourceVersion before the write: while the inventory still shows it, the
+    /// inventory has not seen the write, and the status the object has is `status`.
+    before: Option<String>,
 }
 
 enum Written {
@@ -57,13 +73,49 @@ impl StatusWriter {
             client,
             metrics,
             tracker,
+            applied: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Drops what was applied to objects the report no longer has (deleted ones).
+    fn forget_deleted(&self, report: &StatusReport) {
+        let current: std::collections::HashSet<ObjectKey> = report
+            .node_groups
+            .iter()
+            .map(|g| ("NodeGroup", g.id.namespace.clone(), g.id.name.clone()))
+            .chain(
+                report
+                    .boot_configs
+                    .iter()
+                    .map(|c| ("BootConfig", c.id.namespace.clone(), c.id.name.clone())),
+            )
+            .collect();
+        self.applied
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|key, _| current.contains(key));
+    }
+
+    /// The status this writer applied to `key`, while the inventory's copy (at `version`) is
+    /// still from before that write.
+    fn own_write_not_yet_seen<S: serde::de::DeserializeOwned>(
+        &self,
+        key: &ObjectKey,
+        version: Option<&String>,
+    ) -> Option<S> {
+        let applied = self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let last = applied.get(key)?;
+        if version.is_none() || version != last.before.as_ref() {
+            return None;
+        }
+        serde_json::from_value(last.status.clone()).ok()
     }
 
     /// Writes every status that differs from `report`; returns how many writes failed.
     pub async fn write_all(&self, report: &StatusReport, inventory: &Inventory) -> usize {
         let started = Instant::now();
         let now = Time(Timestamp::now());
+        self.forget_deleted(report);
         let mut writes = Vec::new();
         for g in &report.node_groups {
             let Some(current) = inventory
@@ -72,10 +124,15 @@ impl StatusWriter {
             else {
                 continue;
             };
-            let previous = current.status.clone().unwrap_or_default();
+            let key = ("NodeGroup", g.id.namespace.clone(), g.id.name.clone());
+            let previous = self
+                .own_write_not_yet_seen(&key, current.metadata.resource_version.as_ref())
+                .or_else(|| current.status.clone())
+                .unwrap_or_default();
             let g = &crate::tracking::with_generations(g, &self.tracker);
-            let desired = node_group_status(g, &current, &now);
+            let desired = node_group_status(g, &current, Some(&previous), &now);
             writes.push(Either::Left(self.write(
+                key,
                 current,
                 previous,
                 desired,
@@ -89,12 +146,17 @@ impl StatusWriter {
             else {
                 continue;
             };
-            let mut previous = current.status.clone().unwrap_or_default();
+            let key = ("BootConfig", c.id.namespace.clone(), c.id.name.clone());
+            let mut previous = self
+                .own_write_not_yet_seen(&key, current.metadata.resource_version.as_ref())
+                .or_else(|| current.status.clone())
+                .unwrap_or_default();
             // The rollout writer's fields (its own field manager): not this apply's to compare.
             previous.rollout = None;
             previous.discovered.clear();
-            let desired = boot_config_status(c, current.status.as_ref(), &now);
+            let desired = boot_config_status(c, Some(&previous), &now);
             writes.push(Either::Right(self.write(
+                key,
                 current,
                 previous,
                 desired,
@@ -137,6 +199,7 @@ impl StatusWriter {
 
     async fn write<K, S>(
         &self,
+        key: ObjectKey,
         current: Arc<K>,
         previous: S,
         desired: S,
@@ -162,6 +225,7 @@ impl StatusWriter {
             "status": desired,
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
+        let sent = serde_json::to_value(&desired).unwrap_or_default();
         if let Err(e) = api
             .patch_status(&name, &params, &Patch::Apply(&patch))
             .await
@@ -169,6 +233,16 @@ impl StatusWriter {
             tracing::warn!(kind, %namespace, %name, error = %e, "status write failed; will retry");
             return (kind, Err(()));
         }
+        self.applied
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(
+                key,
+                Applied {
+                    status: sent,
+                    before: meta.resource_version.clone(),
+                },
+            );
         if let Some(next) = desired.ready()
             && let Some(event) = event_for(previous.ready(), next)
         {

@@ -295,8 +295,14 @@ fn ready_condition(
 }
 
 /// The whole status `current` should show, as of `now`.
-pub fn node_group_status(report: &GroupReport, current: &NodeGroup, now: &Time) -> NodeGroupStatus {
-    let previous = current.status.as_ref().map(|s| s.conditions.as_slice());
+/// The whole status a NodeGroup should show, as of `now`, given its `previous` status.
+pub fn node_group_status(
+    report: &GroupReport,
+    current: &NodeGroup,
+    previous: Option<&NodeGroupStatus>,
+    now: &Time,
+) -> NodeGroupStatus {
+    let previous = previous.map(|s| s.conditions.as_slice());
     let mut ready = report.ready.clone();
     let nodes = fit_node_list(current, &report.status.nodes, &mut ready);
     NodeGroupStatus {
@@ -554,7 +560,7 @@ mod tests {
                 ..Default::default()
             },
         };
-        let status = node_group_status(&report, &g, &time("2026-01-01T00:00:00Z"));
+        let status = node_group_status(&report, &g, g.status.as_ref(), &time("2026-01-01T00:00:00Z"));
         assert_eq!(status.nodes.len(), 5);
         assert!(status.nodes.iter().all(|n| n.phase == NodePhase::Conflict));
         assert!(
@@ -568,7 +574,7 @@ mod tests {
         let small = group(3);
         let mut report = report;
         report.status.nodes.truncate(3);
-        let status = node_group_status(&report, &small, &time("2026-01-01T00:00:00Z"));
+        let status = node_group_status(&report, &small, small.status.as_ref(), &time("2026-01-01T00:00:00Z"));
         assert_eq!(status.nodes.len(), 3);
         assert_eq!(
             status.conditions[0].message,
