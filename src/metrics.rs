@@ -349,3 +349,30 @@ impl Metrics {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_reviews_are_counted_by_bounded_kind_and_result() {
+        let metrics = Metrics::new();
+        let text = metrics.encode().unwrap();
+        // Every series exists from the start.
+        assert!(
+            text.contains(
+                "nodeboot_admission_reviews_total{kind=\"NodeGroup\",result=\"error\"} 0"
+            )
+        );
+        metrics.observe_admission(AdmissionKind::of("BootConfig"), AdmissionResult::refused);
+        metrics.observe_admission(AdmissionKind::of("Pod"), AdmissionResult::error);
+        let text = metrics.encode().unwrap();
+        assert!(text.contains(
+            "nodeboot_admission_reviews_total{kind=\"BootConfig\",result=\"refused\"} 1"
+        ));
+        assert!(
+            text.contains("nodeboot_admission_reviews_total{kind=\"other\",result=\"error\"} 1")
+        );
+        assert!(!text.contains("Pod"));
+    }
+}

@@ -533,6 +533,11 @@ async fn boot_vm() -> Vm {
 /// What the test initrd printed: the kernel booted with the BootConfig's and nodeboot's
 /// parameters, and the cloud-init documents came from the seed URL behind the ClusterIP.
 fn assert_vm_booted(console: &str) {
+    // iPXE's own lines: the boot file and the script it chains, both through the ClusterIP.
+    for fetched in ["boot.ipxe", "boot/v1/bootscript"] {
+        let want = format!("http://{BOOT_IP}:8080/{fetched}... ok");
+        assert!(console.contains(&want), "no {want:?} in:\n{console}");
+    }
     let seed = format!("http://{BOOT_IP}:8080/cloud-init/{VM_NODE}/");
     let cmdline = block(console, "CMDLINE");
     for want in [
