@@ -26,7 +26,7 @@ const NS: &str = "nodeboot-e2e";
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/nodeboot");
 /// The boot Service's address, fixed at install (`boot.service.clusterIP`) so that
 /// `boot.advertiseURL` can name it in the same install: inside hack/cluster.sh's service range
-/// (10.231.0.0/16), in its low band, which Kubernetes leaves to fixed addresses.
+/// (10.231.0.0/16), in its lowest 256 addresses, which Kubernetes hands out last.
 const BOOT_IP: &str = "10.231.0.80";
 /// The MAC of the QEMU VM, in a NodeGroup of its own.
 const VM_MAC: &str = "52:54:00:00:30:00";
@@ -305,8 +305,9 @@ async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
     // A VM boots through the ClusterIP: iPXE chains /boot.ipxe, loads the kernel and initrd
     // the BootConfig names (the test's image server), and the initrd fetches its cloud-init
     // data from the seed URL on the kernel command line, through the Service again.
-    let images = vm_images();
-    let applied = cluster.apply(&vm_inventory(&images));
+    let vm_images = vm_images();
+    let images = &vm_images.server;
+    let applied = cluster.apply(&vm_inventory(images));
     assert!(
         applied.status.success(),
         "{}",
@@ -328,6 +329,7 @@ async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
         "the pods never served the VM's BootConfig: {vm_script}"
     );
     assert_vm_booted(&boot_vm().await.finish().await);
+    drop(vm_images);
 
     // Deleting the leader's pod hands status writing to the other replica.
     let leader = eventually("a leader", Duration::from_secs(60), || {
@@ -477,11 +479,23 @@ async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
 }
 
 /// The test kernel and initrd (tests/boot/build-assets.sh) on an image server on the host,
-/// which the VM reaches as 10.0.2.2.
-fn vm_images() -> Images {
-    let dir = std::env::temp_dir().join(format!("nodeboot-cluster-images-{}", std::process::id()));
-    run_ok(Command::new(format!("{REPO}/tests/boot/build-assets.sh")).arg(&dir));
-    image_server(&dir)
+/// which the VM reaches as 10.0.2.2. Dropped in field order: the server stops (its stdin
+/// closes), then the directory goes.
+struct VmImages {
+    server: Images,
+    _dir: tempfile::TempDir,
+}
+
+fn vm_images() -> VmImages {
+    let dir = tempfile::Builder::new()
+        .prefix("nodeboot-cluster-images-")
+        .tempdir()
+        .expect("temporary directory");
+    run_ok(Command::new(format!("{REPO}/tests/boot/build-assets.sh")).arg(dir.path()));
+    VmImages {
+        server: image_server(dir.path()),
+        _dir: dir,
+    }
 }
 
 /// A NodeGroup with the VM, and the BootConfig it boots: the test images and cloud-init data.
