@@ -247,7 +247,7 @@ async fn bad_objects_are_refused_at_apply_and_certificates_rotate() {
     );
     assert!(stderr.contains("NID 1 is already claimed"), "{stderr}");
 
-    // What is not an AdmissionReview is a 400 and an error, not a verdict.
+    // An AdmissionReview without a request is a 400 and an error, not a verdict.
     let insecure = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()
@@ -255,7 +255,7 @@ async fn bad_objects_are_refused_at_apply_and_certificates_rotate() {
     let garbage = insecure
         .post(format!("https://127.0.0.1:{port}/validate"))
         .header("content-type", "application/json")
-        .body(r#"{"kind": "NotAReview"}"#)
+        .body(r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#)
         .send()
         .await
         .expect("webhook answers");

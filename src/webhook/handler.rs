@@ -52,17 +52,24 @@ pub async fn validate(
     State(state): State<ReviewState>,
     review: Result<Json<AdmissionReview<DynamicObject>>, JsonRejection>,
 ) -> Response {
-    let request: Option<AdmissionRequest<DynamicObject>> =
-        review.ok().and_then(|Json(r)| r.try_into().ok());
-    let Some(request) = request else {
-        state
-            .metrics
-            .observe_admission(AdmissionKind::other, AdmissionResult::error);
-        return (
-            StatusCode::BAD_REQUEST,
-            "an AdmissionReview (admission.k8s.io/v1) with a request is expected",
-        )
-            .into_response();
+    let request: Result<AdmissionRequest<DynamicObject>, (StatusCode, String)> = match review {
+        // Too large, not JSON, not an AdmissionReview: axum's status and reason.
+        Err(rejection) => Err((rejection.status(), rejection.body_text())),
+        Ok(Json(review)) => review.try_into().map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                "an AdmissionReview (admission.k8s.io/v1) with a request is expected".to_owned(),
+            )
+        }),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(answer) => {
+            state
+                .metrics
+                .observe_admission(AdmissionKind::other, AdmissionResult::error);
+            return answer.into_response();
+        }
     };
     let response = AdmissionResponse::from(&request);
     let Decision { verdict, judged } = decide(&state, &request).await;
