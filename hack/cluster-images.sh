@@ -7,6 +7,13 @@
 #   hack/cluster-images.sh nodeboot SOCKET TAG  `podman build` of the project's Dockerfile
 #                                               with the stand-ins as build arguments, as
 #                                               localhost/nodeboot:TAG, imported likewise
+#   hack/cluster-images.sh variant SOCKET FROM TO
+#                                               localhost/nodeboot:TO, a new image made from
+#                                               localhost/nodeboot:FROM with one label more
+#                                               (the upgrade test's "new release", without a
+#                                               second release build), imported likewise
+#
+# `nodeboot` and `variant` print the image's ID (sha256:...), as containerd reports it.
 #
 # Stand-ins (cached in podman's storage under ~/.cache/nodeboot/podman):
 #   localhost/nodeboot-builder:stand-in  for docker.io/library/rust:1.95-bookworm: a Debian 12
@@ -137,6 +144,19 @@ nodeboot_image() { # tag
   log "built in $((SECONDS - start))s"
 }
 
+variant_image() { # from to
+  local dir
+  dir="$(mktemp -d)"
+  # A label changes the image's configuration, hence its ID: a distinct image for the
+  # runtime, with the same binary.
+  printf 'FROM localhost/nodeboot:%s\nLABEL io.nodeboot.test.variant=%s\n' "$1" "$2" \
+    >"$dir/Containerfile"
+  podman build --network=host -t "localhost/nodeboot:$2" -f "$dir/Containerfile" "$dir" >&2
+  rm -rf "$dir"
+}
+
+image_id() { podman image inspect --format '{{.Id}}' "$1"; }
+
 podman_setup
 case "${1:-}" in
   base)
@@ -150,9 +170,15 @@ case "${1:-}" in
     builder_stand_in
     nodeboot_image "$3"
     import_into_containerd "$2" "localhost/nodeboot:$3"
+    echo "sha256:$(image_id "localhost/nodeboot:$3")"
+    ;;
+  variant)
+    variant_image "$3" "$4"
+    import_into_containerd "$2" "localhost/nodeboot:$4"
+    echo "sha256:$(image_id "localhost/nodeboot:$4")"
     ;;
   *)
-    log "usage: $0 base SOCKET | nodeboot SOCKET TAG"
+    log "usage: $0 base SOCKET | nodeboot SOCKET TAG | variant SOCKET FROM TO"
     exit 1
     ;;
 esac

@@ -70,6 +70,58 @@ impl Outcome {
     ];
 }
 
+/// The kind of object an admission review was about (`other` only if the webhook
+/// configuration's rules name more than nodeboot checks).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum AdmissionKind {
+    BootConfig,
+    NodeGroup,
+    other,
+}
+
+impl AdmissionKind {
+    const ALL: [AdmissionKind; 3] = [
+        AdmissionKind::BootConfig,
+        AdmissionKind::NodeGroup,
+        AdmissionKind::other,
+    ];
+
+    /// Bounded to three values whatever the request names.
+    pub fn of(kind: &str) -> AdmissionKind {
+        match kind {
+            "BootConfig" => AdmissionKind::BootConfig,
+            "NodeGroup" => AdmissionKind::NodeGroup,
+            _ => AdmissionKind::other,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum AdmissionResult {
+    allowed,
+    /// The object is broken: refused with what to fix.
+    refused,
+    /// The webhook could not judge (no AdmissionReview, object unreadable, inventory not
+    /// loaded yet); the API server was told no, or got a 400.
+    error,
+}
+
+impl AdmissionResult {
+    const ALL: [AdmissionResult; 3] = [
+        AdmissionResult::allowed,
+        AdmissionResult::refused,
+        AdmissionResult::error,
+    ];
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdmissionLabels {
+    kind: AdmissionKind,
+    result: AdmissionResult,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     endpoint: Endpoint,
@@ -117,6 +169,7 @@ pub struct Metrics {
     pub logs_suppressed: Counter,
     /// Nodes that fetched (`served`) and confirmed (`booted`) a BootConfig generation.
     pub rollout_nodes: Family<RolloutLabels, Gauge>,
+    admission_reviews: Family<AdmissionLabels, Counter>,
 }
 
 impl Metrics {
@@ -138,6 +191,13 @@ impl Metrics {
         let accept_errors = Counter::default();
         let logs_suppressed = Counter::default();
         let rollout_nodes = Family::<RolloutLabels, Gauge>::default();
+        let admission_reviews = Family::<AdmissionLabels, Counter>::default();
+        // Every series from the start, at 0: a rate over a series that appears late is wrong.
+        for kind in AdmissionKind::ALL {
+            for result in AdmissionResult::ALL {
+                let _ = admission_reviews.get_or_create(&AdmissionLabels { kind, result });
+            }
+        }
 
         let mut requests = Vec::new();
         for e in Endpoint::ALL {
@@ -222,6 +282,11 @@ impl Metrics {
             "Nodes of a BootConfig that fetched its served generation's script (state=served) and phoned home after (state=booted), from every replica's records",
             rollout_nodes.clone(),
         );
+        registry.register(
+            "admission_reviews",
+            "Admission reviews answered by the webhook, by object kind and result",
+            admission_reviews.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
@@ -237,6 +302,7 @@ impl Metrics {
             accept_errors,
             logs_suppressed,
             rollout_nodes,
+            admission_reviews,
         })
     }
 
@@ -252,6 +318,12 @@ impl Metrics {
         if let Some(h) = self.latency.get(e) {
             h.observe(elapsed.as_secs_f64());
         }
+    }
+
+    pub fn observe_admission(&self, kind: AdmissionKind, result: AdmissionResult) {
+        self.admission_reviews
+            .get_or_create(&AdmissionLabels { kind, result })
+            .inc();
     }
 
     pub fn set_phase_counts(&self, counts: PhaseCounts) {
@@ -275,5 +347,32 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_reviews_are_counted_by_bounded_kind_and_result() {
+        let metrics = Metrics::new();
+        let text = metrics.encode().unwrap();
+        // Every series exists from the start.
+        assert!(
+            text.contains(
+                "nodeboot_admission_reviews_total{kind=\"NodeGroup\",result=\"error\"} 0"
+            )
+        );
+        metrics.observe_admission(AdmissionKind::of("BootConfig"), AdmissionResult::refused);
+        metrics.observe_admission(AdmissionKind::of("Pod"), AdmissionResult::error);
+        let text = metrics.encode().unwrap();
+        assert!(text.contains(
+            "nodeboot_admission_reviews_total{kind=\"BootConfig\",result=\"refused\"} 1"
+        ));
+        assert!(
+            text.contains("nodeboot_admission_reviews_total{kind=\"other\",result=\"error\"} 1")
+        );
+        assert!(!text.contains("Pod"));
     }
 }

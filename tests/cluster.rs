@@ -1,8 +1,9 @@
 //! nodeboot on a real single-node cluster (hack/cluster.sh: kubelet, containerd, kube-proxy,
 //! controller-manager, scheduler): the image built from the project's Dockerfile, the chart's
 //! pods Ready by their own probes, boot scripts and cloud-init data through the boot Service's
-//! ClusterIP, the admission webhook through its Service, a leader hand-over, a rolling upgrade
-//! with a client asking all the while, and an uninstall that leaves CRDs and inventory.
+//! ClusterIP, a QEMU VM booting through that ClusterIP, the admission webhook through its
+//! Service, a leader hand-over, a rolling upgrade to a new image with a client asking all the
+//! while, and an uninstall that leaves CRDs and inventory.
 //!
 //! One test, in order: the cluster and the image cost minutes, and each step needs the last.
 
@@ -18,10 +19,20 @@ use serde_json::Value;
 use support::REPO;
 use support::apiserver::examples_in;
 use support::process::{OnExit, stdout_of};
+use support::qemu::{Boot, Images, Vm, block, image_server, line, run_ok};
 use support::wait::eventually;
 
 const NS: &str = "nodeboot-e2e";
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/nodeboot");
+/// The boot Service's address, fixed at install (`boot.service.clusterIP`) so that
+/// `boot.advertiseURL` can name it in the same install: inside hack/cluster.sh's service range
+/// (10.231.0.0/16), in its lowest 256 addresses, which Kubernetes hands out last.
+const BOOT_IP: &str = "10.231.0.80";
+/// The MAC of the QEMU VM, in a NodeGroup of its own.
+const VM_MAC: &str = "52:54:00:00:30:00";
+const VM_NODE: &str = "x3000c0s0b0n0";
+/// A boot takes ~10 s under emulation on an idle core; leave room for a loaded machine.
+const VM_TIMEOUT_SECS: u64 = 240;
 
 struct Cluster {
     kubeconfig: String,
@@ -71,14 +82,46 @@ impl Cluster {
         }
     }
 
-    /// Builds localhost/nodeboot:TAG from the Dockerfile and hands it to containerd.
-    fn image(&self, tag: &str) {
+    /// Builds localhost/nodeboot:TAG from the Dockerfile and hands it to containerd; returns
+    /// the image's ID.
+    fn image(&self, tag: &str) -> String {
+        self.images_script(&["nodeboot", &self.containerd, tag])
+    }
+
+    /// localhost/nodeboot:TO, a distinct image (another ID) made from localhost/nodeboot:FROM;
+    /// returns its ID.
+    fn image_variant(&self, from: &str, to: &str) -> String {
+        self.images_script(&["variant", &self.containerd, from, to])
+    }
+
+    fn images_script(&self, args: &[&str]) -> String {
         let out = Command::new(format!("{REPO}/hack/cluster-images.sh"))
-            .args(["nodeboot", &self.containerd, tag])
+            .args(args)
             .stderr(Stdio::inherit())
             .output()
             .expect("hack/cluster-images.sh runs");
-        stdout_of("hack/cluster-images.sh nodeboot", &out);
+        let id = stdout_of(format_args!("hack/cluster-images.sh {args:?}"), &out)
+            .trim()
+            .to_owned();
+        assert!(id.starts_with("sha256:"), "not an image ID: {id:?}");
+        id
+    }
+
+    /// The image IDs the running (not terminating) pods' containers run, as the kubelet says.
+    fn pod_image_ids(&self) -> Vec<String> {
+        let pods = self.json("pods");
+        pods["items"]
+            .as_array()
+            .expect("pods")
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .map(|p| {
+                p["status"]["containerStatuses"][0]["imageID"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
@@ -156,7 +199,7 @@ async fn boot_script(client: &reqwest::Client, url: &str) -> Result<String, Stri
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
     let cluster = Cluster::up();
-    cluster.image("v1");
+    let v1 = cluster.image("v1");
 
     // helm install --wait: both replicas Ready by the chart's own probes.
     cluster.helm(&[
@@ -175,6 +218,13 @@ async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
         // The host's requests reach the pods masqueraded: no node address to check against.
         "--set",
         "boot.cloudInitSourceCheck=false",
+        // Nodes reach the boot Service at its ClusterIP (here: QEMU's user-mode network, which
+        // connects from the host, where kube-proxy's rules apply): fixed, so that the scripts
+        // can name it.
+        "--set",
+        &format!("boot.service.clusterIP={BOOT_IP}"),
+        "--set",
+        &format!("boot.advertiseURL=http://{BOOT_IP}:8080"),
         "--wait",
         "--timeout",
         "300s",
@@ -184,6 +234,7 @@ async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
     let container = &deploy["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(container["image"], "localhost/nodeboot:v1");
+    assert_eq!(cluster.pod_image_ids(), [v1.as_str(); 2]);
 
     // The inventory, through the webhook served by the pods; a broken BootConfig refused.
     eventually(
@@ -217,6 +268,7 @@ async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
         "-o",
         "jsonpath={.spec.clusterIP}",
     ]);
+    assert_eq!(ip, BOOT_IP);
     let base = format!("http://{ip}:8080");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -249,6 +301,35 @@ async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
     .await
     .expect("user-data");
     assert!(user.starts_with("#cloud-config"), "{user}");
+
+    // A VM boots through the ClusterIP: iPXE chains /boot.ipxe, loads the kernel and initrd
+    // the BootConfig names (the test's image server), and the initrd fetches its cloud-init
+    // data from the seed URL on the kernel command line, through the Service again.
+    let vm_images = vm_images();
+    let images = &vm_images.server;
+    let applied = cluster.apply(&vm_inventory(images));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let vm_script_url = format!("{base}/boot/v1/bootscript?mac={VM_MAC}");
+    let mut vm_script = String::new();
+    for _ in 0..150 {
+        match boot_script(&client, &vm_script_url).await {
+            Ok(body) if body.contains(&images.url("vmlinuz")) => {
+                vm_script = body;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert!(
+        vm_script.contains(&images.url("initrd.img")),
+        "the pods never served the VM's BootConfig: {vm_script}"
+    );
+    assert_vm_booted(&boot_vm().await.finish().await);
+    drop(vm_images);
 
     // Deleting the leader's pod hands status writing to the other replica.
     let leader = eventually("a leader", Duration::from_secs(60), || {
@@ -293,7 +374,8 @@ async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
     ]);
 
     // helm upgrade to a new image while a client asks for scripts all the time.
-    cluster.image("v2");
+    let v2 = cluster.image_variant("v1", "v2");
+    assert_ne!(v1, v2, "v2 is the same image as v1");
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let asking = {
@@ -366,21 +448,23 @@ async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
         .filter_map(|p| p["spec"]["containers"][0]["image"].as_str())
         .collect();
     assert_eq!(images, ["localhost/nodeboot:v2"; 2], "{pods:#}");
+    assert_eq!(cluster.pod_image_ids(), [v2.as_str(); 2], "{pods:#}");
 
     // helm uninstall: the release goes, CRDs and the inventory stay.
     cluster.helm(&["uninstall", "nb", "--namespace", NS, "--wait"]);
     for crd in ["nodegroups.nodeboot.io", "bootconfigs.nodeboot.io"] {
         cluster.kubectl_ok(&["get", "crd", crd]);
     }
+    // The examples' and the VM's.
     assert_eq!(
         cluster.json("nodegroups")["items"].as_array().map(Vec::len),
-        Some(2)
+        Some(3)
     );
     assert_eq!(
         cluster.json("bootconfigs")["items"]
             .as_array()
             .map(Vec::len),
-        Some(3)
+        Some(4)
     );
     let out = cluster.kubectl(&[
         "get",
@@ -392,4 +476,109 @@ async fn the_chart_runs_serves_through_its_services_rolls_and_uninstalls() {
         "the webhook configuration outlived the release"
     );
     cluster.kubectl_ok(&["delete", "namespace", NS, "--wait=false"]);
+}
+
+/// The test kernel and initrd (tests/boot/build-assets.sh) on an image server on the host,
+/// which the VM reaches as 10.0.2.2. Dropped in field order: the server stops (its stdin
+/// closes), then the directory goes.
+struct VmImages {
+    server: Images,
+    _dir: tempfile::TempDir,
+}
+
+fn vm_images() -> VmImages {
+    let dir = tempfile::Builder::new()
+        .prefix("nodeboot-cluster-images-")
+        .tempdir()
+        .expect("temporary directory");
+    run_ok(Command::new(format!("{REPO}/tests/boot/build-assets.sh")).arg(dir.path()));
+    VmImages {
+        server: image_server(dir.path()),
+        _dir: dir,
+    }
+}
+
+/// A NodeGroup with the VM, and the BootConfig it boots: the test images and cloud-init data.
+fn vm_inventory(images: &Images) -> String {
+    format!(
+        r#"apiVersion: nodeboot.io/v1alpha1
+kind: NodeGroup
+metadata: {{name: vms}}
+spec:
+  labels: {{role: vm}}
+  metaData: {{rack: vm-rack}}
+  nodes:
+  - {{name: {VM_NODE}, macs: ["{VM_MAC}"], nid: 3000, hostname: nid003000}}
+---
+apiVersion: nodeboot.io/v1alpha1
+kind: BootConfig
+metadata: {{name: vm}}
+spec:
+  nodeSelector: {{matchLabels: {{role: vm}}}}
+  kernel: {kernel}
+  initrd: {initrd}
+  params: "console=ttyS0 image=vm panic=-1"
+  cloudInit:
+    metaData: {{image: vm}}
+    userData: |
+      #cloud-config
+      hostname: {{{{ node.hostname }}}}
+"#,
+        kernel = images.url("vmlinuz"),
+        initrd = images.url("initrd.img"),
+    )
+}
+
+/// A legacy-BIOS VM with Debian's iPXE ROM whose DHCP boot file is the boot Service's
+/// `/boot.ipxe`.
+async fn boot_vm() -> Vm {
+    let boot = Boot {
+        firmware: "bios",
+        bootfile: format!("http://{BOOT_IP}:8080/boot.ipxe"),
+        tftp: None,
+        no_rom: false,
+        memory_mb: 256,
+        timeout_secs: VM_TIMEOUT_SECS,
+        extra: Vec::new(),
+    };
+    Vm::start(VM_MAC, "cluster", &boot).await
+}
+
+/// What the test initrd printed: the kernel booted with the BootConfig's and nodeboot's
+/// parameters, and the cloud-init documents came from the seed URL behind the ClusterIP.
+fn assert_vm_booted(console: &str) {
+    // iPXE's own lines: the boot file and the script it chains, both through the ClusterIP.
+    for fetched in ["boot.ipxe", "boot/v1/bootscript"] {
+        let want = format!("http://{BOOT_IP}:8080/{fetched}... ok");
+        assert!(console.contains(&want), "no {want:?} in:\n{console}");
+    }
+    let seed = format!("http://{BOOT_IP}:8080/cloud-init/{VM_NODE}/");
+    let cmdline = block(console, "CMDLINE");
+    for want in [
+        "image=vm".to_owned(),
+        format!("BOOTIF=01-{}", VM_MAC.replace(':', "-")),
+        format!("xname={VM_NODE}"),
+        "nid=3000".to_owned(),
+        format!("ds=nocloud-net;s={seed}"),
+    ] {
+        assert!(cmdline.contains(&want), "{want} missing from {cmdline}");
+    }
+    assert_eq!(line(console, "SEED"), seed);
+    let meta = block(console, "META-DATA");
+    for want in [
+        &format!("instance-id: {VM_NODE}"),
+        "hostname: nid003000",
+        "rack: vm-rack",
+        "image: vm",
+    ] {
+        assert!(
+            meta.contains(want),
+            "{want} missing from meta-data:\n{meta}"
+        );
+    }
+    let user = block(console, "USER-DATA");
+    assert!(
+        user.contains("#cloud-config\nhostname: nid003000"),
+        "{user}"
+    );
 }

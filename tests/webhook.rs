@@ -1,8 +1,8 @@
 //! The validating admission webhook through the real API server: a
 //! ValidatingWebhookConfiguration that calls a `nodeboot run` on loopback by URL, so that
 //! `kubectl apply` of each kind of bad object is refused with nodeboot's message and a good one
-//! passes; certificate rotation forced by writing expired certificates into the Secret; and
-//! what `failurePolicy: Fail` does when no replica answers.
+//! passes, each review counted on /metrics; certificate rotation forced by writing expired
+//! certificates into the Secret; and what `failurePolicy: Fail` does when no replica answers.
 //!
 //! The test API server is shared with other tests: the configuration selects this test's
 //! namespace only and is deleted when the test ends (or its process dies).
@@ -246,6 +246,37 @@ async fn bad_objects_are_refused_at_apply_and_certificates_rotate() {
         "{stderr}"
     );
     assert!(stderr.contains("NID 1 is already claimed"), "{stderr}");
+
+    // An AdmissionReview without a request is a 400 and an error, not a verdict.
+    let insecure = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    let garbage = insecure
+        .post(format!("https://127.0.0.1:{port}/validate"))
+        .header("content-type", "application/json")
+        .body(r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#)
+        .send()
+        .await
+        .expect("webhook answers");
+    assert_eq!(garbage.status(), 400);
+
+    // The reviews so far on /metrics: each refusal above counted once, by kind.
+    let metrics = nodeboot.admin_get("/metrics").await.2;
+    let reviews = |kind: &str, result: &str| {
+        let series =
+            format!("nodeboot_admission_reviews_total{{kind=\"{kind}\",result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+    };
+    assert_eq!(reviews("BootConfig", "refused"), 5, "{metrics}");
+    assert_eq!(reviews("NodeGroup", "refused"), 1, "{metrics}");
+    assert!(reviews("NodeGroup", "allowed") >= 1, "{metrics}");
+    assert_eq!(reviews("BootConfig", "allowed"), 0, "{metrics}");
+    assert_eq!(reviews("other", "error"), 1, "{metrics}");
 
     // Good objects pass; a Secret that does not exist yet is a warning, not a refusal.
     api.apply_ok(

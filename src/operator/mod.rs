@@ -94,6 +94,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), OperatorError> {
                 inventory.node_groups.clone(),
                 inventory.secrets.clone(),
                 leadership.is_leader.clone(),
+                runtime.metrics.clone(),
                 &runtime.shutdown,
             )
             .await?,

@@ -1,10 +1,12 @@
 //! The AdmissionReview endpoint: reads the request, gathers what the cluster says (the
 //! watched NodeGroups, the referenced Secret) and answers with `review.rs`'s verdict.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use k8s_openapi::api::core::v1::Secret;
@@ -17,6 +19,7 @@ use nodeboot_core::crd::{BootConfig, NodeGroup};
 use nodeboot_core::secrets::Secrets;
 
 use super::review::{ReferencedSecret, Verdict, review_boot_config, review_node_group};
+use crate::metrics::{AdmissionKind, AdmissionResult, Metrics};
 
 /// How long a review waits for the watches' first list after a start.
 const SYNC_WAIT: Duration = Duration::from_secs(5);
@@ -27,29 +30,63 @@ pub struct ReviewState {
     pub node_groups: Store<NodeGroup>,
     /// Secrets that opted in (the operator's own watch).
     pub secrets: Store<Secret>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A review's verdict, and whether it judged the object or could not (counted apart).
+struct Decision {
+    verdict: Verdict,
+    judged: bool,
+}
+
+impl From<Verdict> for Decision {
+    fn from(verdict: Verdict) -> Decision {
+        Decision {
+            verdict,
+            judged: true,
+        }
+    }
 }
 
 pub async fn validate(
     State(state): State<ReviewState>,
-    Json(review): Json<AdmissionReview<DynamicObject>>,
+    review: Result<Json<AdmissionReview<DynamicObject>>, JsonRejection>,
 ) -> Response {
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(r) => r,
-        Err(_) => {
-            return (
+    let request: Result<AdmissionRequest<DynamicObject>, (StatusCode, String)> = match review {
+        // Too large, not JSON, not an AdmissionReview: axum's status and reason.
+        Err(rejection) => Err((rejection.status(), rejection.body_text())),
+        Ok(Json(review)) => review.try_into().map_err(|_| {
+            (
                 StatusCode::BAD_REQUEST,
-                "an AdmissionReview with a request is expected",
+                "an AdmissionReview (admission.k8s.io/v1) with a request is expected".to_owned(),
             )
-                .into_response();
+        }),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(answer) => {
+            state
+                .metrics
+                .observe_admission(AdmissionKind::other, AdmissionResult::error);
+            return answer.into_response();
         }
     };
     let response = AdmissionResponse::from(&request);
-    let verdict = decide(&state, &request).await;
+    let Decision { verdict, judged } = decide(&state, &request).await;
+    let result = match (&verdict.refusal, judged) {
+        (_, false) => AdmissionResult::error,
+        (None, true) => AdmissionResult::allowed,
+        (Some(_), true) => AdmissionResult::refused,
+    };
+    state
+        .metrics
+        .observe_admission(AdmissionKind::of(&request.kind.kind), result);
     tracing::info!(
         kind = %request.kind.kind,
         namespace = request.namespace.as_deref().unwrap_or_default(),
         name = %request.name,
         allowed = verdict.refusal.is_none(),
+        ?result,
         "admission review"
     );
     let mut response = match verdict.refusal {
@@ -62,21 +99,21 @@ pub async fn validate(
     Json(response.into_review()).into_response()
 }
 
-async fn decide(state: &ReviewState, request: &AdmissionRequest<DynamicObject>) -> Verdict {
+async fn decide(state: &ReviewState, request: &AdmissionRequest<DynamicObject>) -> Decision {
     // Only creations and updates carry an object worth checking.
     if !matches!(request.operation, Operation::Create | Operation::Update) {
-        return Verdict::default();
+        return Verdict::default().into();
     }
     let Some(object) = &request.object else {
-        return Verdict::default();
+        return Verdict::default().into();
     };
     match request.kind.kind.as_str() {
         "BootConfig" => match object.clone().try_parse::<BootConfig>() {
             Ok(mut config) => {
                 config.metadata.namespace = request.namespace.clone();
-                review_boot_config_in_cluster(state, &config).await
+                review_boot_config_in_cluster(state, &config).await.into()
             }
-            Err(e) => refuse(format!("not a BootConfig nodeboot can read: {e}")),
+            Err(e) => unable(format!("not a BootConfig nodeboot can read: {e}")),
         },
         "NodeGroup" => match object.clone().try_parse::<NodeGroup>() {
             Ok(mut group) => {
@@ -89,16 +126,16 @@ async fn decide(state: &ReviewState, request: &AdmissionRequest<DynamicObject>) 
                     .await
                     .is_err()
                 {
-                    return refuse(
+                    return unable(
                         "nodeboot has not loaded the NodeGroups yet, so it cannot check for \
                          duplicate MACs, names or NIDs; try again in a few seconds",
                     );
                 }
-                review_node_group(&group, &state.node_groups.state())
+                review_node_group(&group, &state.node_groups.state()).into()
             }
-            Err(e) => refuse(format!("not a NodeGroup nodeboot can read: {e}")),
+            Err(e) => unable(format!("not a NodeGroup nodeboot can read: {e}")),
         },
-        other => refuse(format!(
+        other => unable(format!(
             "nodeboot's webhook checks BootConfigs and NodeGroups, not {other}: the \
              ValidatingWebhookConfiguration's rules are wrong"
         )),
@@ -140,10 +177,14 @@ async fn review_boot_config_in_cluster(state: &ReviewState, config: &BootConfig)
     }
 }
 
-fn refuse(message: impl Into<String>) -> Verdict {
-    Verdict {
-        refusal: Some(message.into()),
-        warnings: Vec::new(),
+/// Refused because the webhook could not judge, not because the object is wrong.
+fn unable(message: impl Into<String>) -> Decision {
+    Decision {
+        verdict: Verdict {
+            refusal: Some(message.into()),
+            warnings: Vec::new(),
+        },
+        judged: false,
     }
 }
 

@@ -58,6 +58,7 @@ impl Webhook {
         node_groups: Store<NodeGroup>,
         secrets: Store<Secret>,
         is_leader: watch::Receiver<bool>,
+        metrics: Arc<crate::metrics::Metrics>,
         shutdown: &CancellationToken,
     ) -> Result<Webhook, WebhookError> {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -73,6 +74,7 @@ impl Webhook {
             client: client.clone(),
             node_groups,
             secrets,
+            metrics,
         });
         let keeper = tokio::spawn(rotation::keep_certificates(
             client,
