@@ -5,6 +5,7 @@
 pub mod cloud_init;
 pub mod grub;
 pub mod ipxe;
+mod memo;
 pub mod params;
 mod settings;
 pub mod shape;

@@ -10,6 +10,7 @@ use minijinja::{Environment, ErrorKind, Value};
 
 use super::RenderError;
 use super::cloud_init::CLOUD_CONFIG_HEADER;
+use super::memo::RenderMemo;
 use super::shape::{Shape, yaml_shape};
 use super::template::{
     Dialect, GRUB_SCRIPT, NETWORK_CONFIG, PARAMS, SCRIPT, USER_DATA, VENDOR_DATA, YAML_UNSAFE,
@@ -59,6 +60,8 @@ pub struct TemplateSet {
     dialects: Vec<(&'static str, Dialect)>,
     /// Structure of each distinct shape rendering seen so far, by a keyed hash of its text.
     shapes: Mutex<ShapeCache>,
+    /// Renderings shared by the nodes that give a template the same values.
+    memo: RenderMemo,
 }
 
 /// One line saying what is wrong and where, without the debug dump of the template source.
@@ -151,6 +154,7 @@ impl TemplateSet {
             grub: new_environment(Dialect::Grub),
             dialects: Vec::new(),
             shapes: Mutex::default(),
+            memo: RenderMemo::default(),
         };
         let yaml_or_text = |source: &str| {
             if source.trim_start().starts_with(CLOUD_CONFIG_HEADER) {
@@ -193,6 +197,13 @@ impl TemplateSet {
                     add(&mut set.shape)?;
                 }
             }
+            let env = match dialect {
+                Dialect::Ipxe => &set.ipxe,
+                Dialect::Text => &set.text,
+                Dialect::Grub => &set.grub,
+                Dialect::Yaml | Dialect::Shape => &set.yaml,
+            };
+            set.memo.learn(env, name);
             set.dialects.push((name, dialect));
         }
         Ok(set)
@@ -210,7 +221,24 @@ impl TemplateSet {
     }
 
     /// Renders one template with every check; `Ok(None)` when there is none by that name.
+    /// A node that gives the template the same values as one before gets that rendering.
     pub fn render(
+        &self,
+        template: &'static str,
+        vars: &Value,
+    ) -> Result<Option<String>, RenderError> {
+        let Some(key) = self.memo.key(template, vars) else {
+            return self.render_checked(template, vars);
+        };
+        if let Some(rendered) = self.memo.get(&key) {
+            return rendered;
+        }
+        let rendered = self.render_checked(template, vars);
+        self.memo.keep(key, &rendered);
+        rendered
+    }
+
+    fn render_checked(
         &self,
         template: &'static str,
         vars: &Value,
@@ -476,5 +504,44 @@ mod tests {
             render_with(&set, serde_json::json!({})).unwrap(),
             "#cloud-config\n"
         );
+    }
+
+    /// Nodes that give a template the same values share its rendering; a node whose value
+    /// differs gets its own, and a value that breaks the document is refused for every node
+    /// that has it, not only the first.
+    #[test]
+    fn shared_renderings_never_cross_values() {
+        let set = TemplateSet::compile(&Sources {
+            vendor_data: Some("#cloud-config\nntp: {{ meta.ntp }}\n"),
+            user_data: Some("#cloud-config\nhostname: {{ node.hostname }}\n"),
+            ..Default::default()
+        })
+        .unwrap();
+        let vars = |hostname: &str, ntp: &str| {
+            context! { node => context! { hostname => hostname }, meta => context! { ntp => ntp } }
+        };
+        let doc = |template, hostname, ntp| {
+            set.render(template, &vars(hostname, ntp))
+                .map(|d| d.unwrap_or_default())
+        };
+        for _ in 0..2 {
+            assert_eq!(
+                doc(VENDOR_DATA, "n1", "10.0.0.1").unwrap(),
+                "#cloud-config\nntp: 10.0.0.1\n"
+            );
+            assert_eq!(
+                doc(VENDOR_DATA, "n2", "10.0.0.2").unwrap(),
+                "#cloud-config\nntp: 10.0.0.2\n"
+            );
+            assert_eq!(
+                doc(USER_DATA, "n1", "10.0.0.1").unwrap(),
+                "#cloud-config\nhostname: n1\n"
+            );
+            assert_eq!(
+                doc(USER_DATA, "n2", "10.0.0.1").unwrap(),
+                "#cloud-config\nhostname: n2\n"
+            );
+            assert!(doc(VENDOR_DATA, "n3", "x\nruncmd: [reboot]").is_err());
+        }
     }
 }
