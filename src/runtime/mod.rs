@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use nodeboot_core::compile::ConfigCompiler;
 use nodeboot_core::render::RenderSettings;
 use nodeboot_core::report::StatusReport;
-use nodeboot_core::snapshot::{Snapshot, build};
+use nodeboot_core::snapshot::{Snapshot, rebuild};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -153,8 +153,10 @@ async fn rebuild_loop(
                     }
                 }
             };
+            // Nodes whose inputs did not change keep the serving snapshot's renderings.
+            let serving = targets.snapshot.load_full();
             let built = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                build(&desired, &mut compiler, &settings)
+                rebuild(&desired, &mut compiler, &settings, &serving)
             }));
             Some(built.map_err(|panic| (panic, Some((desired, waited)))))
         });

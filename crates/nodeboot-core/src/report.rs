@@ -560,7 +560,12 @@ mod tests {
                 ..Default::default()
             },
         };
-        let status = node_group_status(&report, &g, g.status.as_ref(), &time("2026-01-01T00:00:00Z"));
+        let status = node_group_status(
+            &report,
+            &g,
+            g.status.as_ref(),
+            &time("2026-01-01T00:00:00Z"),
+        );
         assert_eq!(status.nodes.len(), 5);
         assert!(status.nodes.iter().all(|n| n.phase == NodePhase::Conflict));
         assert!(
@@ -574,7 +579,12 @@ mod tests {
         let small = group(3);
         let mut report = report;
         report.status.nodes.truncate(3);
-        let status = node_group_status(&report, &small, small.status.as_ref(), &time("2026-01-01T00:00:00Z"));
+        let status = node_group_status(
+            &report,
+            &small,
+            small.status.as_ref(),
+            &time("2026-01-01T00:00:00Z"),
+        );
         assert_eq!(status.nodes.len(), 3);
         assert_eq!(
             status.conditions[0].message,

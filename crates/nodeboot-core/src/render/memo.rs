@@ -217,8 +217,11 @@ mod tests {
         env.add_template("t", "{{ meta.a }}").unwrap();
         memo.learn(&env, "t");
         let key = |meta: serde_json::Value| {
-            memo.key("t", &minijinja::context! { meta => Value::from_serialize(meta) })
-                .unwrap()
+            memo.key(
+                "t",
+                &minijinja::context! { meta => Value::from_serialize(meta) },
+            )
+            .unwrap()
         };
         let one = key(serde_json::json!({"a": 1}));
         assert_eq!(one, key(serde_json::json!({"a": 1, "b": 2})));

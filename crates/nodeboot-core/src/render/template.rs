@@ -180,7 +180,11 @@ fn format_value(
 
 /// Writes the next token of a shape rendering: unique in the document, so that no two values
 /// can collide as keys; quoted where the value it stands for is a quoted string.
-fn write_shape_token(out: &mut minijinja::Output, state: &State, quoted: bool) -> Result<(), Error> {
+fn write_shape_token(
+    out: &mut minijinja::Output,
+    state: &State,
+    quoted: bool,
+) -> Result<(), Error> {
     let n = state
         .get_temp("shape")
         .and_then(|v| i64::try_from(v).ok())
@@ -512,7 +516,10 @@ mod tests {
         env.add_template_owned(USER_DATA, "#!/bin/sh\necho {{ v }}\n")
             .unwrap();
         let tmpl = env.get_template(USER_DATA).unwrap();
-        assert!(tmpl.render(minijinja::context! { v => "a\nreboot" }).is_err());
+        assert!(
+            tmpl.render(minijinja::context! { v => "a\nreboot" })
+                .is_err()
+        );
         assert_eq!(
             tmpl.render(minijinja::context! { v => "a b" }).unwrap(),
             "#!/bin/sh\necho a b\n"

@@ -9,7 +9,7 @@ mod prepare;
 mod unknown;
 
 pub use answer::{Answer, Decision, DocumentError, Identity, Query, ReadyBoot, Subject};
-pub use build::{Desired, build};
+pub use build::{Desired, build, rebuild};
 pub use openchami::{
     BootParamsEntry, FoundNodes, ROLE_LABEL, SUB_ROLE_LABEL, SmdComponent, describe,
 };

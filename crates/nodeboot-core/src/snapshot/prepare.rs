@@ -1,12 +1,13 @@
 //! Rendering a resolved node under its BootConfig: everything the node can be asked, made once
 //! when the inputs change, so that a request is a lookup.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::{NodeBoot, PreparedBoot, PreparedCloudInit, RenderFailure, ServedNode};
+use super::{NodeBoot, PreparedBoot, PreparedCloudInit, RenderFailure, ServedNode, Snapshot};
 use crate::compile::CompiledBootConfig;
 use crate::crd::NodePhase;
 use crate::mac::Mac;
@@ -170,10 +171,64 @@ fn view<'a>(
     }
 }
 
+/// What the last snapshot rendered, found by NodeGroup object and position in it.
+#[derive(Default)]
+pub struct Rendered<'a> {
+    by_node: HashMap<(usize, usize), &'a ServedNode>,
+}
+
+impl<'a> Rendered<'a> {
+    /// The nodes of `previous`, if it was rendered with `settings`.
+    pub fn of(previous: &'a Snapshot, settings: &RenderSettings) -> Rendered<'a> {
+        if previous.settings != *settings {
+            return Rendered::default();
+        }
+        let by_node = previous
+            .nodes()
+            .iter()
+            .map(|n| ((Arc::as_ptr(&n.node.group) as usize, n.node.index), n))
+            .collect();
+        Rendered { by_node }
+    }
+
+    /// The last rendering of `node`, if every input of it is the same object as then: the
+    /// NodeGroup (a changed NodeGroup is a new object, so is a recompiled BootConfig), the
+    /// node's place in it and the BootConfig it boots. Comparing the objects' addresses is
+    /// sound: the previous snapshot holds both, so neither address can have been reused.
+    fn reusable(&self, node: &ResolvedNode) -> Option<&'a ServedNode> {
+        let config = node.outcome.config()?;
+        let old = self
+            .by_node
+            .get(&(Arc::as_ptr(&node.group) as usize, node.index))?;
+        match &old.boot {
+            NodeBoot::Boot { config: then, .. }
+                if Arc::ptr_eq(then, config) && Arc::ptr_eq(&old.node.group, &node.group) =>
+            {
+                Some(old)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Renders every node, spread over the machine's cores: rendering is the bulk of a rebuild and
-/// each node's is independent. Order is kept.
-pub fn prepare_nodes(nodes: Vec<ResolvedNode>, settings: &RenderSettings) -> Vec<ServedNode> {
-    crate::parallel::map_in_order(nodes, 2048, |n| prepare_node(n, settings))
+/// each node's is independent. Order is kept. A node whose inputs are the objects its last
+/// rendering had keeps that rendering: a change to one BootConfig or one NodeGroup renders
+/// that one's nodes only.
+pub fn prepare_nodes(
+    nodes: Vec<ResolvedNode>,
+    settings: &RenderSettings,
+    previous: &Rendered<'_>,
+) -> Vec<ServedNode> {
+    crate::parallel::map_in_order(nodes, 2048, |n| match previous.reusable(&n) {
+        Some(old) => ServedNode {
+            node: n,
+            boot: old.boot.clone(),
+            cloud_init: old.cloud_init.clone(),
+            render_error: None,
+        },
+        None => prepare_node(n, settings),
+    })
 }
 
 /// Renders everything a node can be asked, once, now.
@@ -230,7 +285,7 @@ fn prepare_node(mut node: ResolvedNode, settings: &RenderSettings) -> ServedNode
 
 fn prepare_assigned(
     node: &ResolvedNode,
-    config: &std::sync::Arc<CompiledBootConfig>,
+    config: &Arc<CompiledBootConfig>,
     meta: &Map<String, Value>,
     settings: &RenderSettings,
 ) -> Result<(NodeBoot, PreparedCloudInit), RenderError> {
