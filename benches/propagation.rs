@@ -218,10 +218,7 @@ async fn main() {
             "--admin-listen",
             &format!("127.0.0.1:{admin}"),
         ])
-        .env(
-            "RUST_LOG",
-            if log.is_some() { "info" } else { "warn" },
-        )
+        .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
         .stdout(Stdio::null())
         .stderr(match &log {
             Some(file) => Stdio::from(file.try_clone().unwrap()),

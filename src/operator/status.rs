@@ -103,7 +103,10 @@ impl StatusWriter {
         key: &ObjectKey,
         version: Option<&String>,
     ) -> Option<S> {
-        let applied = self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let applied = self
+            .applied
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let last = applied.get(key)?;
         if version.is_none() || version != last.before.as_ref() {
             return None;
