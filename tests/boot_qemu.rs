@@ -34,15 +34,10 @@ fn images() -> &'static Images {
 
 /// A legacy-BIOS VM with Debian's iPXE ROM, chaining from nodeboot's `/boot.ipxe`.
 async fn boot_vm(mac: &str, nodeboot_port: u16, name: &str) -> Vm {
-    let boot = Boot {
-        firmware: "bios",
-        bootfile: format!("http://10.0.2.2:{nodeboot_port}/boot.ipxe"),
-        tftp: None,
-        no_rom: false,
-        memory_mb: 256,
-        timeout_secs: BOOT_TIMEOUT_SECS,
-        extra: Vec::new(),
-    };
+    let boot = Boot::bios_ipxe(
+        format!("http://10.0.2.2:{nodeboot_port}/boot.ipxe"),
+        BOOT_TIMEOUT_SECS,
+    );
     Vm::start(mac, name, &boot).await
 }
 

@@ -532,15 +532,7 @@ spec:
 /// A legacy-BIOS VM with Debian's iPXE ROM whose DHCP boot file is the boot Service's
 /// `/boot.ipxe`.
 async fn boot_vm() -> Vm {
-    let boot = Boot {
-        firmware: "bios",
-        bootfile: format!("http://{BOOT_IP}:8080/boot.ipxe"),
-        tftp: None,
-        no_rom: false,
-        memory_mb: 256,
-        timeout_secs: VM_TIMEOUT_SECS,
-        extra: Vec::new(),
-    };
+    let boot = Boot::bios_ipxe(format!("http://{BOOT_IP}:8080/boot.ipxe"), VM_TIMEOUT_SECS);
     Vm::start(VM_MAC, "cluster", &boot).await
 }
 

@@ -161,6 +161,21 @@ pub struct Boot {
     pub extra: Vec<String>,
 }
 
+impl Boot {
+    /// Legacy BIOS with Debian's iPXE option ROM, whose DHCP boot file is `bootfile` (a URL).
+    pub fn bios_ipxe(bootfile: String, timeout_secs: u64) -> Boot {
+        Boot {
+            firmware: "bios",
+            bootfile,
+            tftp: None,
+            no_rom: false,
+            memory_mb: 256,
+            timeout_secs,
+            extra: Vec::new(),
+        }
+    }
+}
+
 /// A VM booting; dropping it (the test ended or panicked) stops it: run-vm.sh stops QEMU when
 /// its stdin closes, which also happens when this process dies.
 pub struct Vm {

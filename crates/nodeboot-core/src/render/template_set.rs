@@ -525,22 +525,24 @@ mod tests {
                 .map(|d| d.unwrap_or_default())
         };
         for _ in 0..2 {
-            assert_eq!(
-                doc(VENDOR_DATA, "n1", "10.0.0.1").unwrap(),
-                "#cloud-config\nntp: 10.0.0.1\n"
-            );
-            assert_eq!(
-                doc(VENDOR_DATA, "n2", "10.0.0.2").unwrap(),
-                "#cloud-config\nntp: 10.0.0.2\n"
-            );
-            assert_eq!(
-                doc(USER_DATA, "n1", "10.0.0.1").unwrap(),
-                "#cloud-config\nhostname: n1\n"
-            );
-            assert_eq!(
-                doc(USER_DATA, "n2", "10.0.0.1").unwrap(),
-                "#cloud-config\nhostname: n2\n"
-            );
+            for (template, hostname, ntp, want) in [
+                (
+                    VENDOR_DATA,
+                    "n1",
+                    "10.0.0.1",
+                    "#cloud-config\nntp: 10.0.0.1\n",
+                ),
+                (
+                    VENDOR_DATA,
+                    "n2",
+                    "10.0.0.2",
+                    "#cloud-config\nntp: 10.0.0.2\n",
+                ),
+                (USER_DATA, "n1", "10.0.0.1", "#cloud-config\nhostname: n1\n"),
+                (USER_DATA, "n2", "10.0.0.1", "#cloud-config\nhostname: n2\n"),
+            ] {
+                assert_eq!(doc(template, hostname, ntp).unwrap(), want);
+            }
             assert!(doc(VENDOR_DATA, "n3", "x\nruncmd: [reboot]").is_err());
         }
     }
