@@ -483,7 +483,7 @@ async fn serve_mode_refuses_what_the_api_server_refuses() {
                 "{matchExpressions: [{key: role, operator: Equals, values: [x]}]}",
                 "",
             ),
-            "spec.nodeSelector: nodeSelector: operator 'Equals' is unknown",
+            "spec.nodeSelector: operator 'Equals' is unknown",
         ),
         (
             "name.yaml",

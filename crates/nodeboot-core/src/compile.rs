@@ -22,7 +22,7 @@ use crate::selector::Selector;
 pub enum CompileError {
     #[error("{0}")]
     Spec(#[from] crate::crd::SpecError),
-    #[error(transparent)]
+    #[error("nodeSelector: {0}")]
     Selector(#[from] crate::selector::SelectorError),
     #[error("cloudInit.userDataSecretRef: {0}")]
     Secret(#[from] crate::secrets::SecretError),

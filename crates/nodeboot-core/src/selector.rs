@@ -28,15 +28,15 @@ pub enum Operator {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
-    #[error("nodeSelector: '{0}' is not a valid label key")]
+    #[error("'{0}' is not a valid label key")]
     BadKey(String),
-    #[error("nodeSelector: '{value}' (for key '{key}') is not a valid label value")]
+    #[error("'{value}' (for key '{key}') is not a valid label value")]
     BadValue { key: String, value: String },
-    #[error("nodeSelector: operator '{0}' is unknown (use In, NotIn, Exists or DoesNotExist)")]
+    #[error("operator '{0}' is unknown (use In, NotIn, Exists or DoesNotExist)")]
     BadOperator(String),
-    #[error("nodeSelector: operator {op} on key '{key}' needs at least one value")]
+    #[error("operator {op} on key '{key}' needs at least one value")]
     MissingValues { key: String, op: String },
-    #[error("nodeSelector: operator {op} on key '{key}' takes no values")]
+    #[error("operator {op} on key '{key}' takes no values")]
     UnexpectedValues { key: String, op: String },
 }
 
