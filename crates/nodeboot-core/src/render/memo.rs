@@ -58,11 +58,22 @@ pub struct RenderMemo {
 }
 
 impl RenderMemo {
-    /// Learns from `env` what `template` reads.
-    pub fn learn(&mut self, env: &Environment<'static>, template: &'static str) {
+    /// Learns from `env` what `template` (whose text is `source`) reads.
+    pub fn learn(&mut self, env: &Environment<'static>, template: &'static str, source: &str) {
+        // The analysis sees one template: what an included or imported one reads is not in
+        // it. Any mention of those words keeps the template per node, however it is used.
+        let composed = ["include", "import", "extends"]
+            .iter()
+            .any(|word| source.contains(word));
         let sharing = match env.get_template(template) {
-            Ok(t) => sharing_of(t.undeclared_variables(true)),
-            Err(_) => Sharing::PerNode,
+            Ok(t) if !composed => {
+                if assigns_a_root(source) {
+                    Sharing::PerNode
+                } else {
+                    sharing_of(t.undeclared_variables(true))
+                }
+            }
+            _ => Sharing::PerNode,
         };
         self.sharing.push((template, sharing));
     }
@@ -109,6 +120,28 @@ impl RenderMemo {
             cache.by_key.insert(key, rendered.clone());
         }
     }
+}
+
+/// True when `source` may assign a root: `set node =`, `for meta in`, `macro m(boot)`,
+/// `with server =`. The analysis reports no read of a variable after it is assigned, and an
+/// assignment on one branch only would hide reads of the real one on the others. Decided on the
+/// text around each mention, erring towards "yes": such a template is rendered per node.
+fn assigns_a_root(source: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    ROOTS.iter().any(|root| {
+        source.match_indices(root).any(|(at, _)| {
+            let (head, tail) = (&source[..at], &source[at + root.len()..]);
+            if head.chars().next_back().is_some_and(word) || tail.chars().next().is_some_and(word) {
+                return false; // part of a longer name
+            }
+            let (before, after) = (head.trim_end(), tail.trim_start());
+            let previous_word = before.rsplit(|c: char| !word(c)).next().unwrap_or_default();
+            ["set", "for", "as", "with", "macro"].contains(&previous_word)
+                || before.ends_with(',')
+                || before.ends_with('(')
+                || (after.starts_with('=') && !after.starts_with("=="))
+        })
+    })
 }
 
 fn sharing_of(variables: std::collections::HashSet<String>) -> Sharing {
@@ -186,6 +219,12 @@ mod tests {
             sharing("{% for s in meta.servers %}{{ s }}{% endfor %}{{ boot.kernel }}"),
             paths(&["boot.kernel", "meta.servers"])
         );
+        for source in [
+            "{% if node.labels.gpu == 'yes' %}x{% endif %}",
+            "nodes: {{ meta.nodes }} {{ node.labels.nodeset }}",
+        ] {
+            assert!(!assigns_a_root(source), "{source}");
+        }
         assert_eq!(sharing("constant"), paths(&[]));
         assert_eq!(
             sharing("{% for i in range(3) %}{{ i }}{% endfor %}"),
@@ -210,12 +249,49 @@ mod tests {
         }
     }
 
+    /// A root assigned on some branch hides the reads of it after the branch from the
+    /// analysis.
+    #[test]
+    fn templates_that_assign_a_root_are_per_node() {
+        for source in [
+            "{% if meta.x %}{% set node = {'name': 'a'} %}{% endif %}{{ node.name }}",
+            "{% for node in meta.list %}{% endfor %}{{ meta.y }}",
+            "{% macro m(meta) %}{{ meta }}{% endmacro %}{{ m(1) }}",
+            "{{ meta.a }}{% if meta.x %}{% set meta = {'b': 1} %}{% endif %}{{ meta.b }}",
+            "{% for k, boot in meta.items %}{% endfor %}",
+            "{% with server = 1 %}{% endwith %}",
+        ] {
+            let mut env = Environment::new();
+            env.add_template_owned("t", source.to_owned()).unwrap();
+            let mut memo = RenderMemo::default();
+            memo.learn(&env, "t", source);
+            assert_eq!(memo.sharing[0].1, Sharing::PerNode, "{source}");
+        }
+    }
+
+    /// A template that includes another reads what that one reads, which the analysis of the
+    /// first does not show.
+    #[test]
+    fn templates_made_of_others_are_per_node() {
+        let mut env = Environment::new();
+        env.add_template("inner", "{{ node.name }}").unwrap();
+        env.add_template("outer", "{% include 'inner' %}").unwrap();
+        env.add_template("macros", "{% import 'inner' as m %}x")
+            .unwrap();
+        let mut memo = RenderMemo::default();
+        memo.learn(&env, "outer", "{% include 'inner' %}");
+        memo.learn(&env, "macros", "{% import 'inner' as m %}x");
+        let vars = minijinja::context! { node => minijinja::context! { name => "n1" } };
+        assert_eq!(memo.key("outer", &vars), None);
+        assert_eq!(memo.key("macros", &vars), None);
+    }
+
     #[test]
     fn keys_tell_values_and_kinds_apart() {
         let mut memo = RenderMemo::default();
         let mut env = Environment::new();
         env.add_template("t", "{{ meta.a }}").unwrap();
-        memo.learn(&env, "t");
+        memo.learn(&env, "t", "{{ meta.a }}");
         let key = |meta: serde_json::Value| {
             memo.key(
                 "t",

@@ -203,7 +203,7 @@ impl TemplateSet {
                 Dialect::Grub => &set.grub,
                 Dialect::Yaml | Dialect::Shape => &set.yaml,
             };
-            set.memo.learn(env, name);
+            set.memo.learn(env, name, source);
             set.dialects.push((name, dialect));
         }
         Ok(set)
