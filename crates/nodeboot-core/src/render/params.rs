@@ -50,7 +50,8 @@ pub fn with_auto_params(params: &str, auto: &AutoParams<'_>) -> String {
             }
             out.push_str(key);
             out.push('=');
-            out.push_str(&value.to_string());
+            // Writing to a String cannot fail.
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{value}"));
         }
     };
     if let Some(mac) = auto.mac {

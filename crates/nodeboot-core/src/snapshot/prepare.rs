@@ -174,7 +174,7 @@ fn view<'a>(
 /// What the last snapshot rendered, found by NodeGroup object and position in it.
 #[derive(Default)]
 pub struct Rendered<'a> {
-    by_node: HashMap<(usize, usize), &'a ServedNode>,
+    by_node: HashMap<(usize, usize), &'a ServedNode, foldhash::fast::RandomState>,
 }
 
 impl<'a> Rendered<'a> {
@@ -337,7 +337,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// Documents that come out the same for many nodes (vendor-data without per-node variables,
 /// say) share one allocation.
 pub fn intern_documents(nodes: &mut [ServedNode]) {
-    let mut seen: HashSet<Bytes> = HashSet::new();
+    let mut seen: HashSet<Bytes, foldhash::fast::RandomState> = HashSet::default();
     let mut intern = |doc: &mut Bytes| {
         if doc.is_empty() {
             return;
