@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::REPO;
 use support::apiserver::examples_in;
-use support::process::{OnExit, stdout_of};
+use support::process::{OnExit, output_with_stdin, stdout_of};
 use support::qemu::{Boot, Images, Vm, block, image_server, line, run_ok};
 use support::wait::eventually;
 
@@ -143,23 +143,13 @@ impl Cluster {
     }
 
     fn apply(&self, yaml: &str) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["apply", "-n", NS, "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(yaml.as_bytes())
-            .expect("write manifest");
-        child.wait_with_output().expect("kubectl finishes")
+        output_with_stdin(
+            Command::new(&self.kubectl)
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(["apply", "-n", NS, "-f", "-"]),
+            yaml,
+        )
     }
 
     fn helm(&self, args: &[&str]) -> String {

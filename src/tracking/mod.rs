@@ -147,19 +147,24 @@ impl Tracker {
             namespace: node.node.namespace.clone(),
             name: node.node.name().into(),
         };
-        let mut record = self
-            .remote
-            .load()
-            .nodes
-            .get(&key)
-            .cloned()
-            .unwrap_or_default();
         let slots = self.slots.load();
         let local = if slots.is_for(snapshot) {
             snapshot.index_of(node).and_then(|i| slots.record(i))
         } else {
             slots.index_of(&key).and_then(|i| slots.record(i))
         };
+        self.with_remote(&key, local)
+    }
+
+    /// What the other replicas published for `key`, merged with this replica's `local` record.
+    fn with_remote(&self, key: &NodeKey, local: Option<Record>) -> Record {
+        let mut record = self
+            .remote
+            .load()
+            .nodes
+            .get(key)
+            .cloned()
+            .unwrap_or_default();
         if let Some(local) = local {
             record.merge(&local);
         }
@@ -173,17 +178,8 @@ impl Tracker {
             namespace: Arc::from(namespace),
             name: name.into(),
         };
-        let mut record = self
-            .remote
-            .load()
-            .nodes
-            .get(&key)
-            .cloned()
-            .unwrap_or_default();
         let slots = self.slots.load();
-        if let Some(local) = slots.index_of(&key).and_then(|i| slots.record(i)) {
-            record.merge(&local);
-        }
+        let record = self.with_remote(&key, slots.index_of(&key).and_then(|i| slots.record(i)));
         (
             record.boot.as_ref().map(|b| b.generation),
             record.phoned_generation(),

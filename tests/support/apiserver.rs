@@ -155,22 +155,11 @@ impl TestApi {
 
     /// `kubectl apply -f -` of `yaml`.
     pub fn apply(&self, namespace: &str, yaml: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .kubectl_command()
-            .args(["apply", "-n", namespace, "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(yaml.as_bytes())
-            .expect("write manifest");
-        child.wait_with_output().expect("kubectl finishes")
+        super::process::output_with_stdin(
+            self.kubectl_command()
+                .args(["apply", "-n", namespace, "-f", "-"]),
+            yaml,
+        )
     }
 
     pub fn apply_ok(&self, namespace: &str, yaml: &str) {

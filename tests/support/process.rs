@@ -73,6 +73,24 @@ impl Drop for OnExit {
     }
 }
 
+/// Runs `cmd` with `input` on its stdin, and waits for its output.
+pub fn output_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("command runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("command finishes")
+}
+
 /// stdout of a command that must succeed; panics with its stderr when it did not.
 pub fn stdout_of(what: impl std::fmt::Display, out: &Output) -> String {
     assert!(
